@@ -1,0 +1,72 @@
+"""Commands that upstream systems publish to the commands exchange."""
+
+from datetime import date
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field, StringConstraints
+
+from contracts.base import (
+    SCHEMA_VERSION,
+    ContractModel,
+    CurrencyCode,
+    Money,
+    OrderNumber,
+    StatusCode,
+    Text,
+)
+
+
+class Customer(ContractModel):
+    """The customer an order belongs to."""
+
+    id: Text
+    name: Text
+    type: Text = Field(description="Customer segment used by rules, e.g. enterprise, vip.")
+
+
+class OrderLine(ContractModel):
+    """One line of an order."""
+
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: Text
+    quantity: int = Field(gt=0, le=1_000_000)
+    unit_price: Money
+
+
+class CreateOrder(ContractModel):
+    """Register a new order; it starts in the workflow's initial status (pending)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: UUID
+    order_number: OrderNumber
+    customer: Customer
+    amount: Money
+    currency: CurrencyCode
+    order_date: date
+    lines: tuple[OrderLine, ...] = Field(default=(), max_length=1000)
+    actor: Text | None = Field(
+        default=None, description="Who registered the order; recorded in the history."
+    )
+
+
+class ChangeOrderStatus(ContractModel):
+    """Move an order to another status, optionally only if it is still as expected."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: UUID
+    order_number: OrderNumber
+    to_status: StatusCode
+    expected_status: StatusCode | None = Field(
+        default=None, description="Refuse with version_conflict unless the order has this status."
+    )
+    expected_version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Refuse with version_conflict unless the order has this version.",
+    )
+    actor: Text
+    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+Command = CreateOrder | ChangeOrderStatus

@@ -1,0 +1,1 @@
+"""The order-status engine: domain rules, PostgreSQL and RabbitMQ adapters, workers, CLI."""

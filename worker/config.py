@@ -1,0 +1,50 @@
+"""Settings, read once from the environment (prefix ORDERS_) and passed down."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class Settings(BaseSettings):
+    """Everything a worker or the CLI needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERS_", frozen=True, extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/orders"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    namespace: str = Field(
+        default="orders",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$",
+        description="Prefix of every exchange and queue name.",
+    )
+    migrations_dir: Path = REPO_MIGRATIONS
+
+    batch_size: PositiveInt = Field(default=100, description="Commands applied per transaction.")
+    batch_wait_ms: PositiveInt = Field(
+        default=10, description="How long a started batch waits for more commands."
+    )
+    delivery_limit: PositiveInt = Field(
+        default=20, description="Deliveries of one message before the queue dead-letters it."
+    )
+    relay_batch_size: PositiveInt = 500
+    relay_sweep_seconds: PositiveFloat = Field(
+        default=1.0, description="The relay also looks at the outbox this often."
+    )
+    lock_timeout_ms: PositiveInt = 5_000
+    statement_timeout_ms: PositiveInt = 30_000
+    reconnect_max_seconds: PositiveFloat = Field(
+        default=30.0, description="Cap on the wait between reconnection attempts."
+    )
+    heartbeat_seconds: PositiveInt = 30
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @property
+    def prefetch_count(self) -> int:
+        """Twice the batch, so the next batch is already on its way while one commits."""
+        return 2 * self.batch_size

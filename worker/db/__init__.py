@@ -1,0 +1,1 @@
+"""PostgreSQL adapters: connections, migrations, the apply step, reads and the outbox."""

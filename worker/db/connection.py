@@ -1,0 +1,48 @@
+"""Opening connections to PostgreSQL, and keeping one alive across failures."""
+
+from typing import Any
+
+import psycopg
+
+from worker.config import Settings
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+def connect(settings: Settings, role: str, *, autocommit: bool = False) -> Connection:
+    """Open a connection named after its `role` in pg_stat_activity, with our timeouts."""
+    return psycopg.connect(
+        settings.database_url,
+        autocommit=autocommit,
+        application_name=f"order-status:{settings.namespace}:{role}",
+        connect_timeout=5,
+        options=(
+            f"-c lock_timeout={settings.lock_timeout_ms}"
+            f" -c statement_timeout={settings.statement_timeout_ms}"
+        ),
+    )
+
+
+class Database:
+    """One connection for one worker, opened on first use and again after it breaks."""
+
+    def __init__(self, settings: Settings, role: str, *, autocommit: bool = False) -> None:
+        self._settings = settings
+        self._role = role
+        self._autocommit = autocommit
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        """Return a usable connection, reconnecting if the last one was lost."""
+        current = self._connection
+        if current is None or current.closed or current.broken:
+            self.close()
+            current = connect(self._settings, self._role, autocommit=self._autocommit)
+            self._connection = current
+        return current
+
+    def close(self) -> None:
+        """Close the connection, if any; a broken one is simply dropped."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

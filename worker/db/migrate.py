@@ -1,0 +1,69 @@
+"""Apply the SQL migrations in migrations/ with yoyo, creating the database if needed.
+
+The CLI (`order-status migrate`), the tests and docker-compose all go through
+`migrate()`, so the schema has one path into every database. Yoyo holds a lock
+while it works, so two starters never apply the same migration twice.
+"""
+
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from yoyo import get_backend, read_migrations
+
+log = logging.getLogger(__name__)
+
+
+def yoyo_url(database_url: str) -> str:
+    """Turn a libpq URL into the one yoyo wants for the psycopg 3 driver."""
+    scheme, _, rest = database_url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {database_url!r}")
+    return f"postgresql+psycopg://{rest}"
+
+
+def create_database_if_missing(database_url: str) -> bool:
+    """Create the database the URL names, connecting to `postgres` to do it; True if created."""
+    params = conninfo_to_dict(database_url)
+    name = str(params.get("dbname") or "")
+    if not name:
+        raise ValueError(f"the database URL names no database: {database_url!r}")
+    maintenance = make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return False
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except errors.DuplicateDatabase:
+            return False  # another starter created it first
+    log.info("created database", extra={"database": name})
+    return True
+
+
+def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
+    """List the ids of migrations not yet applied to the database."""
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        return [m.id for m in backend.to_apply(read_migrations(str(migrations_dir)))]
+    finally:
+        backend.connection.close()
+
+
+def migrate(database_url: str, migrations_dir: Path) -> list[str]:
+    """Bring the database up to date; return the ids of the migrations applied now."""
+    create_database_if_missing(database_url)
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        migrations = read_migrations(str(migrations_dir))
+        with backend.lock():
+            to_apply = backend.to_apply(migrations)
+            backend.apply_migrations(to_apply)
+        applied = [m.id for m in to_apply]
+    finally:
+        backend.connection.close()
+    for migration_id in applied:
+        log.info("applied migration", extra={"migration": migration_id})
+    return applied

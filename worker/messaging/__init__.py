@@ -1,0 +1,1 @@
+"""RabbitMQ adapters: topology, decoding commands, dead-lettering, publishing."""

@@ -1,0 +1,88 @@
+"""Exchange and queue names, and the one function that declares them.
+
+The CLI (`order-status declare`), every worker at start and the tests call
+`declare_topology`; declaring is idempotent, so each can do it without asking.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Exchange, Queue, binding
+
+from contracts import COMMANDS
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The names of everything the service declares, all under one namespace prefix."""
+
+    namespace: str
+    delivery_limit: int = 20
+
+    @property
+    def commands_exchange(self) -> str:
+        return f"{self.namespace}.commands"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dead-letter"
+
+    @property
+    def status_worker_queue(self) -> str:
+        return f"{self.namespace}.status-worker"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead-letter"
+
+    def exchanges(self) -> list[Exchange]:
+        """The durable topic exchanges, in the order they are declared."""
+        return [
+            Exchange(name, type="topic", durable=True)
+            for name in (self.commands_exchange, self.events_exchange, self.dead_letter_exchange)
+        ]
+
+    def status_worker(self) -> Queue:
+        """The status worker's quorum queue, bound to every command routing key."""
+        commands = Exchange(self.commands_exchange, type="topic", durable=True)
+        return Queue(
+            self.status_worker_queue,
+            bindings=[binding(commands, routing_key=kind.routing_key) for kind in COMMANDS],
+            durable=True,
+            queue_arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                # A message redelivered this often is crash-looping a worker:
+                # the queue dead-letters it instead of delivering it forever.
+                "x-delivery-limit": self.delivery_limit,
+                # Keep a message until the dead-letter queue has confirmed it.
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
+    def dead_letters(self) -> Queue:
+        """The queue that keeps every dead-lettered message for operators."""
+        dead_letter = Exchange(self.dead_letter_exchange, type="topic", durable=True)
+        return Queue(
+            self.dead_letter_queue,
+            exchange=dead_letter,
+            routing_key="#",
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+
+    def queues(self) -> list[Queue]:
+        return [self.dead_letters(), self.status_worker()]
+
+
+def declare_topology(channel: Any, topology: Topology) -> None:
+    """Declare every exchange, queue and binding of `topology` on `channel`."""
+    for exchange in topology.exchanges():
+        exchange(channel).declare()
+    for queue in topology.queues():
+        queue(channel).declare()

@@ -1,0 +1,46 @@
+"""The one retry policy of the workers: exponential backoff with jitter until stopped."""
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from tenacity import Retrying, before_sleep_log, retry_if_exception, wait_exponential_jitter
+
+from worker.db.apply import ConcurrentRegistration
+from worker.messaging.broker import BROKER_CONNECTION_ERRORS
+
+
+def is_transient_database_error(error: BaseException) -> bool:
+    """Connection loss, deadlock, serialization failure, lock or statement timeout."""
+    return isinstance(error, psycopg.OperationalError | ConcurrentRegistration)
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """A lost or refused connection to PostgreSQL or RabbitMQ: reconnect and carry on."""
+    return isinstance(error, (*BROKER_CONNECTION_ERRORS, psycopg.OperationalError))
+
+
+def retry_until_stopped(
+    stop: threading.Event,
+    is_retryable: Callable[[BaseException], bool],
+    max_wait_seconds: float,
+    log: logging.Logger,
+) -> Retrying:
+    """Retry while `is_retryable` says so, backing off up to `max_wait_seconds`.
+
+    Gives up (re-raising the last error) only once `stop` is set, and wakes
+    from a backoff as soon as it is.
+    """
+    return Retrying(
+        retry=retry_if_exception(is_retryable),
+        wait=wait_exponential_jitter(initial=0.1, max=max_wait_seconds, jitter=0.2),
+        stop=lambda _state: stop.is_set(),
+        sleep=lambda seconds: _wait_or_stop(stop, seconds),
+        before_sleep=before_sleep_log(log, logging.WARNING, exc_info=False),
+        reraise=True,
+    )
+
+
+def _wait_or_stop(stop: threading.Event, seconds: float) -> None:
+    stop.wait(seconds)

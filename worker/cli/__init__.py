@@ -1,0 +1,5 @@
+"""The `order-status` command line."""
+
+from worker.cli.app import main
+
+__all__ = ["main"]

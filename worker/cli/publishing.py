@@ -1,0 +1,190 @@
+"""`order-status publish`: send commands as an upstream system would, optionally waiting."""
+
+import sys
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import click
+from pydantic import ValidationError
+
+from contracts import ChangeOrderStatus, Command, CommandOutcome, CreateOrder, Customer, OrderLine
+from worker.cli.output import ExitCode, print_json
+from worker.config import Settings
+from worker.db.connection import connect
+from worker.db.reads import wait_for_outcome
+from worker.messaging.topology import Topology
+from worker.messaging.upstream import publish_command
+
+
+@click.group()
+def publish() -> None:
+    """Publish a command to the commands exchange (with pika, JSON, confirms)."""
+
+
+def _parse_line(text: str) -> OrderLine:
+    """`SKU,QUANTITY,UNIT_PRICE,NAME`; the name may itself contain commas."""
+    parts = text.split(",", 3)
+    if len(parts) != 4:
+        raise click.BadParameter(f"{text!r}: expected SKU,QUANTITY,UNIT_PRICE,NAME")
+    sku, quantity, unit_price, name = (part.strip() for part in parts)
+    try:
+        return OrderLine(sku=sku, name=name, quantity=int(quantity), unit_price=Decimal(unit_price))
+    except (ValueError, InvalidOperation, ValidationError) as error:
+        raise click.BadParameter(f"{text!r}: {error}") from error
+
+
+wait_options = [
+    click.option("--command-id", type=click.UUID, help="Default: a new random id."),
+    click.option("--correlation-id", help="Carried to every resulting event."),
+    click.option("--wait", is_flag=True, help="Wait for the outcome; exit 3 if rejected."),
+    click.option("--timeout", type=float, default=30.0, show_default=True, help="With --wait."),
+    click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON."),
+]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_wait_options(function: F) -> F:
+    """Add the options every publish command shares."""
+    for option in reversed(wait_options):
+        function = option(function)
+    return function
+
+
+@publish.command("create-order")
+@click.argument("order_number")
+@click.option("--customer-id", required=True)
+@click.option("--customer-name", required=True)
+@click.option("--customer-type", default="standard", show_default=True)
+@click.option("--amount", required=True, help="Decimal, e.g. 20000.00")
+@click.option("--currency", default="CNY", show_default=True)
+@click.option(
+    "--date", "order_date", type=click.DateTime(["%Y-%m-%d"]), help="Default: today (YYYY-MM-DD)."
+)
+@click.option("--line", "lines", multiple=True, help="SKU,QUANTITY,UNIT_PRICE,NAME (repeatable).")
+@click.option("--actor", help="Who registers the order.")
+@with_wait_options
+@click.pass_obj
+def create_order(
+    settings: Settings,
+    *,
+    order_number: str,
+    customer_id: str,
+    customer_name: str,
+    customer_type: str,
+    amount: str,
+    currency: str,
+    order_date: object,
+    lines: tuple[str, ...],
+    actor: str | None,
+    command_id: UUID | None,
+    correlation_id: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Register order ORDER_NUMBER."""
+    day = order_date.date() if hasattr(order_date, "date") else date.today()
+    try:
+        command = CreateOrder(
+            command_id=command_id or uuid4(),
+            order_number=order_number,
+            customer=Customer(id=customer_id, name=customer_name, type=customer_type),
+            amount=Decimal(amount),
+            currency=currency,
+            order_date=day,
+            lines=tuple(_parse_line(line) for line in lines),
+            actor=actor,
+        )
+    except (ValidationError, InvalidOperation) as error:
+        raise click.UsageError(str(error)) from error
+    _send(
+        settings,
+        command,
+        correlation_id=correlation_id,
+        wait=wait,
+        timeout=timeout,
+        as_json=as_json,
+    )
+
+
+@publish.command("change-status")
+@click.argument("order_number")
+@click.option("--to", "to_status", required=True, help="Target status, e.g. in_progress.")
+@click.option("--actor", required=True, help="Who asks for the change.")
+@click.option("--reason", help="Why; recorded in the history.")
+@click.option("--expect-status", help="Refuse unless the order still has this status.")
+@click.option("--expect-version", type=click.IntRange(min=1), help="Refuse unless at this version.")
+@with_wait_options
+@click.pass_obj
+def change_status(
+    settings: Settings,
+    *,
+    order_number: str,
+    to_status: str,
+    actor: str,
+    reason: str | None,
+    expect_status: str | None,
+    expect_version: int | None,
+    command_id: UUID | None,
+    correlation_id: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Move order ORDER_NUMBER to another status."""
+    try:
+        command = ChangeOrderStatus(
+            command_id=command_id or uuid4(),
+            order_number=order_number,
+            to_status=to_status,
+            expected_status=expect_status,
+            expected_version=expect_version,
+            actor=actor,
+            reason=reason,
+        )
+    except ValidationError as error:
+        raise click.UsageError(str(error)) from error
+    _send(
+        settings,
+        command,
+        correlation_id=correlation_id,
+        wait=wait,
+        timeout=timeout,
+        as_json=as_json,
+    )
+
+
+def _send(
+    settings: Settings,
+    command: Command,
+    *,
+    correlation_id: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    topology = Topology(settings.namespace, settings.delivery_limit)
+    publish_command(settings.amqp_url, topology, command, correlation_id)
+    if not wait:
+        if as_json:
+            print_json({"command_id": str(command.command_id), "published": True})
+        else:
+            click.echo(f"published {type(command).__name__} {command.command_id}")
+        return
+    with connect(settings, "cli", autocommit=True) as conn:
+        record = wait_for_outcome(conn, command.command_id, timeout)
+    if record is None:
+        click.echo(f"no outcome for {command.command_id} after {timeout}s", err=True)
+        sys.exit(ExitCode.TIMED_OUT)
+    if as_json:
+        print_json(record)
+    else:
+        reason = f" ({record.reason}: {record.detail})" if record.reason else ""
+        click.echo(f"{record.outcome.value}{reason} command_id={record.command_id}")
+    if record.outcome == CommandOutcome.REJECTED:
+        sys.exit(ExitCode.REJECTED)

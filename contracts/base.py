@@ -42,16 +42,24 @@ Money = Annotated[
 ]
 """A non-negative amount; sent as a decimal string so no float ever rounds it."""
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+NO_NUL = r"^[^\x00]*$"
+"""PostgreSQL cannot store a NUL character in text, so no contract field may hold one."""
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
 """A short, non-empty piece of text such as a name."""
+
+LongText = Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)]
+"""Free text such as the reason for a change."""
 
 OrderNumber = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^\S(?:.{0,62}\S)?$"),
+    StringConstraints(
+        min_length=1, max_length=64, pattern=r"^[^\s\x00](?:[^\x00]{0,62}[^\s\x00])?$"
+    ),
 ]
 """The order's business key: 1 to 64 characters, no surrounding white space."""
 
-StatusCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+StatusCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
 """A workflow status code such as `in_progress`; the workflow decides which exist."""
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]

@@ -7,9 +7,11 @@ from uuid import UUID
 from pydantic import Field, StringConstraints
 
 from contracts.base import (
+    NO_NUL,
     SCHEMA_VERSION,
     ContractModel,
     CurrencyCode,
+    LongText,
     Money,
     OrderNumber,
     StatusCode,
@@ -28,7 +30,7 @@ class Customer(ContractModel):
 class OrderLine(ContractModel):
     """One line of an order."""
 
-    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
     name: Text
     quantity: int = Field(gt=0, le=1_000_000)
     unit_price: Money
@@ -66,7 +68,7 @@ class ChangeOrderStatus(ContractModel):
         description="Refuse with version_conflict unless the order has this version.",
     )
     actor: Text
-    reason: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    reason: LongText | None = None
 
 
 Command = CreateOrder | ChangeOrderStatus

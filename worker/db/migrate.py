@@ -7,6 +7,7 @@ while it works, so two starters never apply the same migration twice.
 
 import logging
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import errors, sql
@@ -17,11 +18,16 @@ log = logging.getLogger(__name__)
 
 
 def yoyo_url(database_url: str) -> str:
-    """Turn a libpq URL into the one yoyo wants for the psycopg 3 driver."""
-    scheme, _, rest = database_url.partition("://")
-    if scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {database_url!r}")
-    return f"postgresql+psycopg://{rest}"
+    """Turn any libpq connection string (URL or key=value) into yoyo's psycopg 3 URL.
+
+    Every parameter but the database name travels as a query argument, which
+    yoyo hands to psycopg.connect as it is: sockets, ports and options survive.
+    """
+    params = {key: str(value) for key, value in conninfo_to_dict(database_url).items()}
+    dbname = params.pop("dbname", "")
+    if not dbname:
+        raise ValueError(f"the database URL names no database: {database_url!r}")
+    return f"postgresql+psycopg:///{quote(dbname, safe='')}?{urlencode(params)}"
 
 
 def create_database_if_missing(database_url: str) -> bool:

@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make run` starts the service, `make test`
+# runs every check CI runs. Both create the virtualenv on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CLI    := $(BIN)/order-status
+
+.PHONY: install run test check lint typecheck pytest demo schemas format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install the project with its dev tools
+
+run: install  ## Migrate, declare the topology and run every worker (Ctrl-C stops)
+	$(CLI) migrate
+	$(CLI) declare
+	$(CLI) run all
+
+test: check pytest  ## Everything CI runs: lint, types, then the test suite
+
+check: lint typecheck
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: install  ## Play a short scenario against the local servers and print it
+	$(CLI) demo
+
+schemas: install  ## Regenerate contracts/schemas from the models
+	$(BIN)/python -m contracts.schemas_export
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

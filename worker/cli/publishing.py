@@ -16,7 +16,7 @@ from worker.config import Settings
 from worker.db.connection import connect
 from worker.db.reads import wait_for_outcome
 from worker.messaging.topology import Topology
-from worker.messaging.upstream import publish_command
+from worker.messaging.upstream import CommandNotRouted, publish_command
 
 
 @click.group()
@@ -169,7 +169,10 @@ def _send(
     as_json: bool,
 ) -> None:
     topology = Topology(settings.namespace, settings.delivery_limit)
-    publish_command(settings.amqp_url, topology, command, correlation_id)
+    try:
+        publish_command(settings.amqp_url, topology, command, correlation_id)
+    except CommandNotRouted as error:
+        raise click.ClickException(str(error)) from error
     if not wait:
         if as_json:
             print_json({"command_id": str(command.command_id), "published": True})

@@ -12,6 +12,8 @@ import pika.exceptions
 from contracts import COMMANDS_BY_TYPE, Command
 from worker.messaging.topology import Topology
 
+NOT_FOUND = 404
+
 
 class CommandNotRouted(Exception):
     """No queue is bound for the command: the topology has not been declared."""
@@ -46,6 +48,12 @@ def publish_command(
         raise CommandNotRouted(
             f"no queue takes {kind.routing_key!r} on {topology.commands_exchange!r}; "
             "run `order-status declare` first"
+        ) from error
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != NOT_FOUND:
+            raise
+        raise CommandNotRouted(
+            f"there is no exchange {topology.commands_exchange!r}; run `order-status declare` first"
         ) from error
     finally:
         connection.close()

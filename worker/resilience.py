@@ -34,7 +34,7 @@ def retry_until_stopped(
     """
     return Retrying(
         retry=retry_if_exception(is_retryable),
-        wait=wait_exponential_jitter(initial=0.1, max=max_wait_seconds, jitter=0.2),
+        wait=wait_exponential_jitter(multiplier=0.1, max=max_wait_seconds, jitter=0.2),
         stop=lambda _state: stop.is_set(),
         sleep=lambda seconds: _wait_or_stop(stop, seconds),
         before_sleep=before_sleep_log(log, logging.WARNING, exc_info=False),

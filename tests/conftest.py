@@ -125,7 +125,14 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
 
 @pytest.fixture
 def topology(settings: Settings) -> Topology:
-    return Topology(settings.namespace, settings.delivery_limit)
+    """The test's topology, declared, so commands can be published before workers start."""
+    declared = Topology(settings.namespace, settings.delivery_limit)
+    connection = connect_broker(settings, "test")
+    try:
+        declare_topology(connection.default_channel, declared)
+    finally:
+        connection.release()
+    return declared
 
 
 class RunningWorkers:
@@ -166,11 +173,6 @@ def start_workers(settings: Settings) -> Iterator[Callable[..., RunningWorkers]]
 @pytest.fixture
 def events(settings: Settings, topology: Topology) -> Iterator[QueueReader]:
     """A queue of the test's own bound to every event, as another service would bind one."""
-    connection = connect_broker(settings, "test")
-    try:
-        declare_topology(connection.default_channel, topology)
-    finally:
-        connection.release()
     reader = QueueReader(
         settings.amqp_url, topology.events_exchange, "#", unique_queue_name(topology, "events")
     )

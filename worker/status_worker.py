@@ -10,6 +10,7 @@ inbox turns every command that was already applied into a duplicate.
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kombu
@@ -103,7 +104,7 @@ class StatusWorker:
                 while not self._stop.is_set():
                     batch = self._collect(connection, buffer)
                     if batch:
-                        self._handle(batch, workflow, publisher)
+                        self._handle(batch, workflow, publisher, connection.heartbeat_check)
                     connection.heartbeat_check()
         finally:
             connection.release()
@@ -127,10 +128,16 @@ class StatusWorker:
         buffer.clear()  # in place: the consumer appends to this very list
         return batch
 
-    def _handle(self, batch: list[Any], workflow: Workflow, publisher: ConfirmedPublisher) -> None:
+    def _handle(
+        self,
+        batch: list[Any],
+        workflow: Workflow,
+        publisher: ConfirmedPublisher,
+        keepalive: Callable[[], None],
+    ) -> None:
         decoded = [decode_command(envelope_of(message)) for message in batch]
         commands = [item for item in decoded if isinstance(item, IncomingCommand)]
-        applied = iter(self._apply(workflow, commands))
+        applied = iter(self._apply(workflow, commands, keepalive))
         dispositions: list[Disposition] = [
             item if isinstance(item, Poison) else _as_disposition(next(applied)) for item in decoded
         ]
@@ -148,12 +155,22 @@ class StatusWorker:
         # Everything is committed or safely dead-lettered: one ack covers the batch.
         batch[-1].ack(multiple=True)
 
-    def _apply(self, workflow: Workflow, commands: list[IncomingCommand]) -> list[Disposition]:
-        """Apply in one transaction; if the batch fails for good, isolate the culprit."""
+    def _apply(
+        self, workflow: Workflow, commands: list[IncomingCommand], keepalive: Callable[[], None]
+    ) -> list[Disposition]:
+        """Apply in one transaction; if the batch fails for good, isolate the culprit.
+
+        Transient faults are retried here, holding the messages, rather than by
+        redelivery: an outage must not use up the queue's delivery limit.
+        """
         if not commands:
             return []
         retrying = retry_until_stopped(
-            self._stop, is_transient_database_error, self._settings.reconnect_max_seconds, log
+            self._stop,
+            is_transient_database_error,
+            self._settings.reconnect_max_seconds,
+            log,
+            keepalive=keepalive,
         )
 
         def attempt() -> list[ApplyResult]:
@@ -174,7 +191,11 @@ class StatusWorker:
             log.warning(
                 "batch failed; applying its commands one at a time", extra={"size": len(commands)}
             )
-            return [result for command in commands for result in self._apply(workflow, [command])]
+            return [
+                result
+                for command in commands
+                for result in self._apply(workflow, [command], keepalive)
+            ]
 
 
 def _as_disposition(result: Disposition) -> Disposition:

@@ -1,6 +1,11 @@
 """The `order-status` command line: one entry point for operators and scripts."""
 
+from typing import Any
+
 import click
+import kombu.exceptions
+import pika.exceptions
+import psycopg
 from pydantic import ValidationError
 
 from worker.cli.demo import demo
@@ -8,9 +13,29 @@ from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
 from worker.cli.service import declare, migrate, run
 from worker.config import Settings
+from worker.db.workflow_store import SchemaMissing
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OrderStatusCli(click.Group):
+    """Turns the failures an operator can fix into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except psycopg.OperationalError as error:
+            raise click.ClickException(f"cannot use PostgreSQL: {error}".strip()) from error
+        except (
+            pika.exceptions.AMQPConnectionError,
+            kombu.exceptions.OperationalError,
+            ConnectionError,
+            TimeoutError,
+        ) as error:
+            raise click.ClickException(f"cannot reach RabbitMQ: {error!r}") from error
+        except SchemaMissing as error:
+            raise click.ClickException(str(error)) from error
+
+
+@click.group(cls=OrderStatusCli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="order-status")
 @click.pass_context
 def main(ctx: click.Context) -> None:

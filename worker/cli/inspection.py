@@ -64,8 +64,13 @@ def list_command(
         limit=limit,
     )
     with _open(settings) as conn:
-        found = list_orders(conn, order_filter)
         workflow = load_workflow(conn)
+        if status is not None and not workflow.knows(status):
+            known = ", ".join(s.code for s in workflow.statuses)
+            raise click.BadParameter(
+                f"{status!r} is not a status; known: {known}", param_hint="--status"
+            )
+        found = list_orders(conn, order_filter)
     if as_json:
         print_json(found)
         return

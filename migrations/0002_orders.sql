@@ -8,7 +8,10 @@ CREATE TABLE orders (
     customer_id          text NOT NULL,
     customer_name        text NOT NULL,
     customer_type        text NOT NULL,
-    amount               numeric NOT NULL CHECK (amount >= 0),
+    -- Unconstrained numeric keeps the scale as sent (20000.00 stays 20000.00);
+    -- the check keeps it within what the contract can carry.
+    amount               numeric NOT NULL
+                         CHECK (amount >= 0 AND amount < 1e14 AND scale(amount) <= 4),
     currency             char(3) NOT NULL,
     order_date           date NOT NULL,
     status               text NOT NULL REFERENCES order_statuses (code),
@@ -34,7 +37,8 @@ CREATE TABLE order_lines (
     sku          text NOT NULL,
     name         text NOT NULL,
     quantity     integer NOT NULL CHECK (quantity > 0),
-    unit_price   numeric NOT NULL CHECK (unit_price >= 0),
+    unit_price   numeric NOT NULL
+                 CHECK (unit_price >= 0 AND unit_price < 1e14 AND scale(unit_price) <= 4),
     PRIMARY KEY (order_number, line_no)
 );
 

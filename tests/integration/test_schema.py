@@ -108,3 +108,21 @@ def test_the_inbox_requires_a_reason_exactly_for_rejections(db: Conn) -> None:
         db.execute(insert, (uuid4(), "applied", "unknown_order"))
     with pytest.raises(errors.CheckViolation):
         db.execute(insert, (uuid4(), "exploded", None))
+
+
+@pytest.mark.parametrize("amount", ["1.23456", "100000000000000", "-1"])
+def test_amounts_beyond_the_contract_are_refused(db: Conn, amount: str) -> None:
+    with pytest.raises(errors.CheckViolation):
+        db.execute(
+            """INSERT INTO orders VALUES ('SO-X', 'C-1', 'Acme', 'vip', %s::numeric, 'CNY',
+               '2026-11-01', 'pending', 1, 'fp', now(), now())""",
+            (amount,),
+        )
+
+
+def test_amounts_keep_the_scale_they_were_sent_with(db: Conn) -> None:
+    db.execute(
+        """INSERT INTO orders VALUES ('SO-Y', 'C-1', 'Acme', 'vip', 20000.00, 'CNY',
+           '2026-11-01', 'pending', 1, 'fp', now(), now())"""
+    )
+    assert db.execute("SELECT amount::text FROM orders").fetchone() == ("20000.00",)

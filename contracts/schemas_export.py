@@ -7,6 +7,7 @@ the same comparison and fails when the checked-in files are stale.
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from contracts.catalog import COMMANDS, EVENTS
 
@@ -21,6 +22,10 @@ def render_schemas() -> dict[str, str]:
     described += [(kind, "serialization") for kind in EVENTS]
     for kind, mode in described:
         schema = kind.model.model_json_schema(mode=mode)  # type: ignore[arg-type]
+        if mode == "serialization":
+            # Events may gain fields within a schema version: consumers must
+            # ignore what they do not know, so the schema must not forbid it.
+            _allow_additional_properties(schema)
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"urn:order-status:{kind.type_name}:v1"
         schema["x-routing-key"] = kind.routing_key
@@ -28,6 +33,17 @@ def render_schemas() -> dict[str, str]:
             json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         )
     return rendered
+
+
+def _allow_additional_properties(schema: Any) -> None:
+    if isinstance(schema, dict):
+        if schema.get("additionalProperties") is False:
+            del schema["additionalProperties"]
+        for value in schema.values():
+            _allow_additional_properties(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _allow_additional_properties(value)
 
 
 def stale_schema_files(directory: Path = SCHEMA_DIR) -> list[str]:

@@ -131,3 +131,18 @@ def test_rejection_reasons_in_the_schema_are_the_contract_codes() -> None:
         "unknown_status",
         "duplicate_order",
     ]
+
+
+def test_consumers_validating_events_tolerate_fields_added_later() -> None:
+    payload = json.loads(create_order().model_dump_json())
+    created = {
+        **{key: payload[key] for key in ("command_id", "order_number", "customer", "amount")},
+        **{key: payload[key] for key in ("currency", "order_date", "lines", "actor")},
+        "event_id": str(uuid4()),
+        "status": "pending",
+        "version": 1,
+        "actor": "erp",
+        "created_at": "2026-11-26T08:30:00Z",
+        "added_in_a_later_release": {"anything": True},
+    }
+    jsonschema.validate(created, schema("OrderCreated"))

@@ -7,6 +7,7 @@ while it works, so two starters never apply the same migration twice.
 
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -15,6 +16,22 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import get_backend, read_migrations
 
 log = logging.getLogger(__name__)
+
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %(name)s"
+
+
+class MigrationsMissing(Exception):
+    """The migrations folder is missing or empty: applying nothing would look like success."""
+
+
+def read_migration_files(migrations_dir: Path) -> Any:
+    """Read the migrations, refusing a folder that holds none."""
+    if not migrations_dir.is_dir() or not any(migrations_dir.glob("*.sql")):
+        raise MigrationsMissing(
+            f"no migrations in {migrations_dir}; run from a checkout of the project "
+            "or set ORDERS_MIGRATIONS_DIR"
+        )
+    return read_migrations(str(migrations_dir))
 
 
 def yoyo_url(database_url: str) -> str:
@@ -38,7 +55,7 @@ def create_database_if_missing(database_url: str) -> bool:
         raise ValueError(f"the database URL names no database: {database_url!r}")
     maintenance = make_conninfo(database_url, dbname="postgres")
     with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        exists = conn.execute(DATABASE_EXISTS, {"name": name}).fetchone()
         if exists:
             return False
         try:
@@ -51,19 +68,20 @@ def create_database_if_missing(database_url: str) -> bool:
 
 def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:
     """List the ids of migrations not yet applied to the database."""
+    migrations = read_migration_files(migrations_dir)
     backend = get_backend(yoyo_url(database_url))
     try:
-        return [m.id for m in backend.to_apply(read_migrations(str(migrations_dir)))]
+        return [m.id for m in backend.to_apply(migrations)]
     finally:
         backend.connection.close()
 
 
 def migrate(database_url: str, migrations_dir: Path) -> list[str]:
     """Bring the database up to date; return the ids of the migrations applied now."""
+    migrations = read_migration_files(migrations_dir)
     create_database_if_missing(database_url)
     backend = get_backend(yoyo_url(database_url))
     try:
-        migrations = read_migrations(str(migrations_dir))
         with backend.lock():
             to_apply = backend.to_apply(migrations)
             backend.apply_migrations(to_apply)

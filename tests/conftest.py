@@ -70,10 +70,7 @@ def template_database(servers: Servers) -> Iterator[str]:
     name = f"orders_test_{RUN_ID}_template"
     migrate(_url_for(servers, name), REPO_MIGRATIONS)
     yield name
-    with _admin(servers) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    _drop_database(servers, name)
 
 
 @pytest.fixture
@@ -87,10 +84,7 @@ def database_url(servers: Servers, template_database: str) -> Iterator[str]:
             )
         )
     yield _url_for(servers, name)
-    with _admin(servers) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    _drop_database(servers, name)
 
 
 @pytest.fixture

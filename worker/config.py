@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     relay_sweep_seconds: PositiveFloat = Field(
         default=1.0, description="The relay also looks at the outbox this often."
     )
+    workflow_refresh_seconds: PositiveFloat = Field(
+        default=10.0, description="How often workers read the workflow tables again."
+    )
     lock_timeout_ms: PositiveInt = 5_000
     statement_timeout_ms: PositiveInt = 30_000
     reconnect_max_seconds: PositiveFloat = Field(

@@ -4,40 +4,32 @@ Only one relay publishes at a time (a PostgreSQL advisory lock elects it; the
 others stand by), so the events of one order leave in the order they were
 committed. Rows are marked published only after the broker confirmed them: a
 crash in between publishes them again, with the same event id, which consumers
-use to drop the repeat.
+use to drop the repeat. If the broker refuses an event (a consumer's queue is
+full and rejects publishes, say), the events before it are marked and the rest
+wait: the refused event alone is offered again with backoff until the broker
+takes it, so no event overtakes an earlier one. Queues that did take it see it
+again on each try, under the same event id.
 """
 
 import logging
 import threading
+from itertools import takewhile
 from typing import Any
 
-from psycopg import sql
-
 from worker.config import Settings
-from worker.db.apply import OUTBOX_CHANNEL
+from worker.db import outbox
 from worker.db.connection import Connection, connect
-from worker.messaging.broker import ConfirmedPublisher, connect_broker
+from worker.messaging.broker import ConfirmedPublisher, connect_broker, serve
 from worker.messaging.topology import Topology, declare_topology
 from worker.resilience import is_connection_failure, retry_until_stopped
 
 log = logging.getLogger(__name__)
 
-LEADER_LOCK = "order-status:outbox-relay"
+STANDBY_POLL_SECONDS = 0.5
 
-TRY_LEADERSHIP = "SELECT pg_try_advisory_lock(hashtext(%(lock)s))"
 
-SELECT_PENDING = """
-SELECT id, event_id, routing_key, message_type, payload::text, order_number, command_id,
-       correlation_id, created_at
-FROM outbox
-WHERE published_at IS NULL
-ORDER BY id
-LIMIT %(limit)s
-"""
-
-MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s)"
-
-STANDBY_POLL_SECONDS = 1.0
+class EventRefused(Exception):
+    """The broker nacked an event; it stays in the outbox and is tried again later."""
 
 
 class OutboxRelay:
@@ -57,6 +49,8 @@ class OutboxRelay:
             try:
                 self._relay_until_stopped()
             except Exception as error:
+                if self._stop.is_set():
+                    break
                 if not is_connection_failure(error):
                     raise
                 log.warning("connection lost; reconnecting", extra={"error": repr(error)})
@@ -83,13 +77,32 @@ class OutboxRelay:
         try:
             if not self._become_leader(database, broker):
                 return
-            database.execute(sql.SQL("LISTEN {}").format(sql.Identifier(OUTBOX_CHANNEL)))
+            outbox.listen_for_commits(database)
             publisher = ConfirmedPublisher(broker)
+            retrying = retry_until_stopped(
+                self._stop,
+                lambda error: isinstance(error, EventRefused),
+                self._settings.reconnect_max_seconds,
+                log,
+                keepalive=lambda: serve(broker),
+            )
+            limit = self._settings.relay_batch_size
+
+            def publish_some() -> bool:
+                """Publish what is waiting; True if more may be waiting already."""
+                nonlocal limit
+                try:
+                    published = self._publish_pending(database, publisher, limit)
+                except EventRefused:
+                    limit = 1  # retry the refused event alone, not everything after it
+                    raise
+                more, limit = published == limit, self._settings.relay_batch_size
+                return more
+
             while not self._stop.is_set():
-                published = self._publish_pending(database, publisher)
-                if published < self._settings.relay_batch_size:
-                    self._wait_for_commits(database)
-                broker.heartbeat_check()
+                if not retrying(publish_some):
+                    outbox.wait_for_commits(database, self._settings.relay_sweep_seconds)
+                serve(broker)
         finally:
             database.close()  # also releases the leader lock
             broker.release()
@@ -98,55 +111,43 @@ class OutboxRelay:
         """Wait until this relay holds the leader lock; False if stopped first."""
         announced = False
         while not self._stop.is_set():
-            row = database.execute(TRY_LEADERSHIP, {"lock": LEADER_LOCK}).fetchone()
-            if row and row[0]:
+            if outbox.try_relay_lock(database):
                 log.info("relay is the leader; publishing")
                 return True
             if not announced:
                 log.info("another relay is publishing; standing by")
                 announced = True
-            self._stop.wait(STANDBY_POLL_SECONDS)
-            broker.heartbeat_check()
+            serve(broker, STANDBY_POLL_SECONDS)
         return False
 
-    def _publish_pending(self, database: Connection, publisher: ConfirmedPublisher) -> int:
-        rows = database.execute(
-            SELECT_PENDING, {"limit": self._settings.relay_batch_size}
-        ).fetchall()
-        if not rows:
-            return 0
-        for (
-            _id,
-            event_id,
-            routing_key,
-            message_type,
-            payload,
-            order_number,
-            command_id,
-            correlation_id,
-            created_at,
-        ) in rows:
+    def _publish_pending(
+        self, database: Connection, publisher: ConfirmedPublisher, limit: int
+    ) -> int:
+        """Publish up to `limit` of the oldest unpublished events; return how many were taken."""
+        pending = outbox.unpublished(database, limit)
+        tags = [
             publisher.publish(
-                payload.encode(),
+                event.payload.encode(),
                 exchange=self._topology.events_exchange,
-                routing_key=routing_key,
-                headers={"causation_id": str(command_id), "order_number": order_number},
+                routing_key=event.routing_key,
+                headers={"causation_id": str(event.command_id), "order_number": event.order_number},
                 properties={
-                    "message_id": str(event_id),
-                    "type": message_type,
-                    "correlation_id": correlation_id,
-                    "timestamp": int(created_at.timestamp()),
+                    "message_id": str(event.event_id),
+                    "type": event.message_type,
+                    "correlation_id": event.correlation_id,
+                    "timestamp": int(event.created_at.timestamp()),
                     "app_id": "order-status",
                 },
             )
-        publisher.wait_for_confirms()
-        database.execute(MARK_PUBLISHED, {"ids": [row[0] for row in rows]})
-        log.debug("published events", extra={"count": len(rows)})
-        return len(rows)
-
-    def _wait_for_commits(self, database: Connection) -> None:
-        """Sleep until a worker's NOTIFY, or the sweep interval, whichever comes first."""
-        for _notification in database.notifies(
-            timeout=self._settings.relay_sweep_seconds, stop_after=1
-        ):
-            pass
+            for event in pending
+        ]
+        refused = set(publisher.wait_for_confirms())
+        confirmed = takewhile(lambda pair: pair[1] not in refused, zip(pending, tags, strict=True))
+        taken = [event for event, _tag in confirmed]
+        outbox.mark_published(database, taken)
+        if refused:
+            first = pending[len(taken)]
+            raise EventRefused(f"the broker refused event {first.event_id} ({first.message_type})")
+        if taken:
+            log.debug("published events", extra={"count": len(taken)})
+        return len(taken)

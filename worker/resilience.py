@@ -8,13 +8,7 @@ from collections.abc import Callable
 import psycopg
 from tenacity import Retrying, before_sleep_log, retry_if_exception, wait_exponential_jitter
 
-from worker.db.apply import ConcurrentRegistration
 from worker.messaging.broker import BROKER_CONNECTION_ERRORS
-
-
-def is_transient_database_error(error: BaseException) -> bool:
-    """Connection loss, deadlock, serialization failure, lock or statement timeout."""
-    return isinstance(error, psycopg.OperationalError | ConcurrentRegistration)
 
 
 def is_connection_failure(error: BaseException) -> bool:

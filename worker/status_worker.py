@@ -14,30 +14,25 @@ from collections.abc import Callable
 from typing import Any
 
 import kombu
-import psycopg
 
 from worker.config import Settings
-from worker.db.apply import ApplyResult, apply_commands
+from worker.db.apply import apply_commands
 from worker.db.connection import Database
-from worker.db.workflow_store import load_workflow
+from worker.db.errors import is_transient_database_error
+from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
-from worker.domain.workflow import Workflow
-from worker.messaging.broker import ConfirmedPublisher, connect_broker, envelope_of
+from worker.domain.outcomes import ApplyResult
+from worker.messaging.broker import ConfirmedPublisher, connect_broker, envelope_of, serve
 from worker.messaging.dead_letter import dead_letter
 from worker.messaging.decoding import decode_command
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.topology import Topology, declare_topology
-from worker.resilience import (
-    is_connection_failure,
-    is_transient_database_error,
-    retry_until_stopped,
-)
+from worker.resilience import is_connection_failure, retry_until_stopped
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 1.0
+IDLE_POLL_SECONDS = 0.25
 """How often an idle worker looks up to check for a stop request and heartbeats."""
-
 
 Disposition = ApplyResult | Poison
 
@@ -52,6 +47,7 @@ class StatusWorker:
         self._stop = stop
         self._topology = Topology(settings.namespace, settings.delivery_limit)
         self._database = Database(settings, self.role)
+        self._workflows = WorkflowCache(settings.workflow_refresh_seconds)
 
     def run(self) -> None:
         """Consume until `stop` is set, reconnecting to either server after a failure."""
@@ -61,6 +57,9 @@ class StatusWorker:
                 try:
                     self._consume_until_stopped()
                 except Exception as error:
+                    if self._stop.is_set():
+                        log.info("stopped mid-batch; its messages return to the queue")
+                        break
                     if not is_connection_failure(error):
                         raise
                     log.warning("connection lost; reconnecting", extra={"error": repr(error)})
@@ -68,16 +67,17 @@ class StatusWorker:
             self._database.close()
             log.info("status worker stopped")
 
-    def _connect(self) -> tuple[Any, Workflow]:
-        def open_both() -> tuple[Any, Workflow]:
-            workflow = load_workflow(self._database.connection())
+    def _connect(self) -> Any:
+        def open_both() -> Any:
+            # Reading the workflow first proves the database is reachable and migrated.
+            self._workflows.current(self._database.connection())
             connection = connect_broker(self._settings, self.role)
             try:
                 declare_topology(connection.default_channel, self._topology)
             except BaseException:
                 connection.release()
                 raise
-            return connection, workflow
+            return connection
 
         retrying = retry_until_stopped(
             self._stop, is_connection_failure, self._settings.reconnect_max_seconds, log
@@ -85,7 +85,7 @@ class StatusWorker:
         return retrying(open_both)
 
     def _consume_until_stopped(self) -> None:
-        connection, workflow = self._connect()
+        connection = self._connect()
         try:
             channel = connection.channel()
             channel.auto_decode = False  # keep bodies as the bytes that were sent
@@ -104,16 +104,17 @@ class StatusWorker:
                 while not self._stop.is_set():
                     batch = self._collect(connection, buffer)
                     if batch:
-                        self._handle(batch, workflow, publisher, connection.heartbeat_check)
+                        self._handle(batch, publisher, keepalive=lambda: serve(connection))
                     connection.heartbeat_check()
         finally:
             connection.release()
 
     def _collect(self, connection: Any, buffer: list[Any]) -> list[Any]:
         """Wait for a batch: full at batch_size, or batch_wait_ms after its first message."""
+        size = self._settings.batch_size
         wait = self._settings.batch_wait_ms / 1000
         deadline: float | None = None
-        while not self._stop.is_set() and len(buffer) < self._settings.batch_size:
+        while not self._stop.is_set() and len(buffer) < size:
             if buffer and deadline is None:
                 deadline = time.monotonic() + wait
             timeout = IDLE_POLL_SECONDS if deadline is None else deadline - time.monotonic()
@@ -124,20 +125,16 @@ class StatusWorker:
             except TimeoutError:
                 if deadline is None:
                     connection.heartbeat_check()
-        batch = buffer[:]
-        buffer.clear()  # in place: the consumer appends to this very list
+        batch = buffer[:size]
+        del buffer[:size]  # in place: the consumer appends to this very list
         return batch
 
     def _handle(
-        self,
-        batch: list[Any],
-        workflow: Workflow,
-        publisher: ConfirmedPublisher,
-        keepalive: Callable[[], None],
+        self, batch: list[Any], publisher: ConfirmedPublisher, keepalive: Callable[[], None]
     ) -> None:
         decoded = [decode_command(envelope_of(message)) for message in batch]
         commands = [item for item in decoded if isinstance(item, IncomingCommand)]
-        applied = iter(self._apply(workflow, commands, keepalive))
+        applied = iter(self._apply(commands, keepalive))
         dispositions: list[Disposition] = [
             item if isinstance(item, Poison) else _as_disposition(next(applied)) for item in decoded
         ]
@@ -151,17 +148,18 @@ class StatusWorker:
                     self._topology.status_worker_queue,
                     disposition,
                 )
-        publisher.wait_for_confirms()
+        publisher.confirm_all()
         # Everything is committed or safely dead-lettered: one ack covers the batch.
         batch[-1].ack(multiple=True)
 
     def _apply(
-        self, workflow: Workflow, commands: list[IncomingCommand], keepalive: Callable[[], None]
+        self, commands: list[IncomingCommand], keepalive: Callable[[], None]
     ) -> list[Disposition]:
         """Apply in one transaction; if the batch fails for good, isolate the culprit.
 
-        Transient faults are retried here, holding the messages, rather than by
-        redelivery: an outage must not use up the queue's delivery limit.
+        Faults of the database's surroundings are retried here, holding the
+        messages, rather than by redelivery: an outage must neither use up the
+        queue's delivery limit nor dead-letter valid commands.
         """
         if not commands:
             return []
@@ -174,28 +172,41 @@ class StatusWorker:
         )
 
         def attempt() -> list[ApplyResult]:
-            # A new connection on each attempt if the last one was lost.
-            return apply_commands(self._database.connection(), workflow, commands)
+            connection = self._database.connection()
+            try:
+                return apply_commands(connection, self._workflows.current(connection), commands)
+            except Exception as error:
+                if is_transient_database_error(error):
+                    self._database.close()  # a fresh session, e.g. after a failover
+                raise
 
         try:
             return list(retrying(attempt))
-        except psycopg.Error as error:
-            if is_transient_database_error(error):
-                raise
-            if len(commands) == 1:
-                log.error(
-                    "command cannot be applied",
-                    extra={"command_id": str(commands[0].command.command_id), "error": repr(error)},
-                )
-                return [Poison(DeadLetterReason.APPLY_FAILED, f"{type(error).__name__}: {error}")]
+        except Exception as error:
+            if is_transient_database_error(error) or is_connection_failure(error):
+                raise  # only once stopping, or the broker went away meanwhile
+            return self._isolate(commands, error, keepalive)
+
+    def _isolate(
+        self, commands: list[IncomingCommand], error: Exception, keepalive: Callable[[], None]
+    ) -> list[Disposition]:
+        if len(commands) > 1:
             log.warning(
-                "batch failed; applying its commands one at a time", extra={"size": len(commands)}
+                "batch failed; applying its commands one at a time",
+                extra={"size": len(commands), "error": repr(error)},
             )
-            return [
-                result
-                for command in commands
-                for result in self._apply(workflow, [command], keepalive)
-            ]
+            return [result for command in commands for result in self._apply([command], keepalive)]
+        [command] = commands
+        log.error(
+            "command cannot be applied",
+            exc_info=error,
+            extra={
+                "command_id": str(command.command.command_id),
+                "message_id": command.message_id,
+                "correlation_id": command.correlation,
+            },
+        )
+        return [Poison(DeadLetterReason.APPLY_FAILED, f"{type(error).__name__}: {error}")]
 
 
 def _as_disposition(result: Disposition) -> Disposition:
@@ -228,14 +239,6 @@ def _log_disposition(message: Any, disposition: Disposition) -> None:
         reason=disposition.reason.value if disposition.reason else None,
         duplicate_delivery=disposition.redelivered,
     )
-    level = (
-        logging.DEBUG
-        if disposition.outcome == "applied" and not disposition.redelivered
-        else logging.INFO
-    )
-    log.log(
-        level,
-        "command %s",
-        "redelivered" if disposition.redelivered else disposition.outcome.value,
-        extra=context,
-    )
+    routine = disposition.outcome == "applied" and not disposition.redelivered
+    what = "redelivered" if disposition.redelivered else disposition.outcome.value
+    log.log(logging.DEBUG if routine else logging.INFO, "command %s", what, extra=context)

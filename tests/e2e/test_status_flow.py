@@ -2,13 +2,16 @@
 
 import json
 import pickle
+import time
 from typing import Any
 from uuid import uuid4
 
+import jsonschema
 import pika
 import psycopg
 
 from contracts import OrderCreated, OrderStatusChanged, OrderStatusChangeRejected
+from contracts.schemas_export import SCHEMA_DIR
 from tests.conftest import RunningWorkers
 from tests.support.broker import QueueReader, message_count, publish_raw
 from tests.support.commands import change_status, create_order, order_number
@@ -336,3 +339,106 @@ def test_every_history_row_has_one_event_on_the_wire(
 def test_workers_stop_cleanly_when_asked(start_workers: StartWorkers) -> None:
     running: RunningWorkers = start_workers()
     assert running.stop() is True
+
+
+def test_poison_keeps_its_properties_and_those_that_would_hurt_become_headers(
+    settings: Settings,
+    topology: Topology,
+    dead_letters: QueueReader,
+    start_workers: StartWorkers,
+) -> None:
+    start_workers("status-worker")
+    publish_raw(
+        settings.amqp_url,
+        topology.commands_exchange,
+        "order.status.change",
+        b"not json at all",
+        content_type="application/json",
+        priority=5,
+        expiration="60000",
+        user_id="guest",
+        app_id="legacy-erp",
+        reply_to="erp.replies",
+    )
+
+    [letter] = dead_letters.take(1)
+
+    assert letter.headers["x-dead-letter-reason"] == "malformed_json"
+    assert letter.properties.priority == 5
+    assert (letter.properties.app_id, letter.properties.reply_to) == ("legacy-erp", "erp.replies")
+    assert letter.properties.expiration is None, "a TTL would expire the dead letter"
+    assert letter.headers["x-original-expiration"] == "60000"
+    assert letter.headers["x-original-user-id"] == "guest"
+
+
+def test_poison_is_not_acked_until_the_dead_letter_queue_has_it(
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    """With the dead-letter binding gone the copy is unroutable: keep the original."""
+    start_workers("status-worker")
+    first = create_order(order_number())
+    publish_command(settings.amqp_url, topology, first)
+    eventually(lambda: outcome_of(db, first.command_id))  # the worker is consuming
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    connection.channel().queue_unbind(
+        topology.dead_letter_queue, topology.dead_letter_exchange, routing_key="#"
+    )
+    connection.close()
+
+    publish_raw(
+        settings.amqp_url, topology.commands_exchange, "order.create", b"{", delivery_mode=2
+    )
+
+    # The copy comes back unroutable; the worker reconnects, re-declares, tries again.
+    eventually(lambda: message_count(settings.amqp_url, topology.dead_letter_queue) == 1)
+    eventually(lambda: message_count(settings.amqp_url, topology.status_worker_queue) == 0)
+
+
+def test_events_on_the_wire_validate_against_the_published_schemas(
+    settings: Settings,
+    topology: Topology,
+    events: QueueReader,
+    start_workers: StartWorkers,
+) -> None:
+    start_workers()
+    number = order_number()
+    for command in (
+        create_order(number),
+        change_status(number, "in_progress"),
+        change_status(number, "archived"),
+    ):
+        publish_command(settings.amqp_url, topology, command)
+
+    for received in events.take(3):
+        name = received.properties.type
+        schema = json.loads((SCHEMA_DIR / f"{name}.json").read_text("utf-8"))
+        jsonschema.validate(received.json(), schema)
+        assert schema["x-routing-key"] == received.routing_key
+
+
+def test_a_workflow_change_reaches_running_workers_without_a_restart(
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    refreshing = settings.model_copy(update={"workflow_refresh_seconds": 0.2})
+    start_workers("status-worker", with_settings=refreshing)
+    number = order_number()
+    publish_command(settings.amqp_url, topology, create_order(number))
+    refused = change_status(number, "completed")
+    publish_command(settings.amqp_url, topology, refused)
+    eventually(lambda: outcome_of(db, refused.command_id))
+    assert outcome_of(db, refused.command_id) == ("rejected", "invalid_transition", 1)
+
+    # An administrator allows orders to be completed straight from pending.
+    db.execute("INSERT INTO order_status_transitions VALUES ('pending', 'completed')")
+    allowed = change_status(number, "completed")
+    time.sleep(0.5)
+    publish_command(settings.amqp_url, topology, allowed)
+
+    eventually(lambda: outcome_of(db, allowed.command_id))
+    assert outcome_of(db, allowed.command_id) == ("applied", None, 1)

@@ -10,9 +10,10 @@ import pytest
 
 from contracts import CommandOutcome, RejectionReason
 from tests.support.commands import change_status, create_order, order_number
-from worker.db.apply import ApplyResult, apply_commands
+from worker.db.apply import apply_commands
 from worker.db.workflow_store import load_workflow
 from worker.domain.incoming import IncomingCommand
+from worker.domain.outcomes import ApplyResult
 from worker.domain.workflow import Status, Workflow
 
 Conn = psycopg.Connection[tuple[Any, ...]]

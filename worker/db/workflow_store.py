@@ -1,5 +1,7 @@
 """Read the workflow from its tables, the one source of truth for every worker."""
 
+import time
+
 from psycopg import errors
 
 from worker.db.connection import Connection
@@ -30,3 +32,22 @@ def load_workflow(conn: Connection) -> Workflow:
     if len(initial) != 1:
         raise ValueError("the workflow tables must mark exactly one initial status")
     return Workflow.build(statuses, initial[0], [(a, b) for a, b in transition_rows])
+
+
+class WorkflowCache:
+    """The workflow as last read, read again once it is older than `max_age_seconds`.
+
+    An administrator's change to the workflow tables reaches running workers
+    within that time, without a restart.
+    """
+
+    def __init__(self, max_age_seconds: float) -> None:
+        self._max_age = max_age_seconds
+        self._workflow: Workflow | None = None
+        self._loaded_at = 0.0
+
+    def current(self, conn: Connection) -> Workflow:
+        if self._workflow is None or time.monotonic() - self._loaded_at > self._max_age:
+            self._workflow = load_workflow(conn)
+            self._loaded_at = time.monotonic()
+        return self._workflow

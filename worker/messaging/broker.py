@@ -12,6 +12,7 @@ from worker.config import Settings
 from worker.messaging.decoding import Envelope
 
 PERSISTENT = 2
+MIN_READ_SECONDS = 0.001
 
 
 class PublishNotConfirmed(Exception):
@@ -42,6 +43,24 @@ def connect_broker(settings: Settings, role: str) -> Any:
     return connection
 
 
+def serve(connection: Any, seconds: float = 0.0) -> None:
+    """Read what the broker sent for up to `seconds`, then send our heartbeat if due.
+
+    Reading matters as much as sending: the broker's heartbeats only count once
+    read, and a connection that reads nothing for two intervals is closed.
+    Deliveries and confirms read here go to their usual callbacks.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection.drain_events(timeout=max(deadline - time.monotonic(), MIN_READ_SECONDS))
+        except TimeoutError:
+            break
+        if time.monotonic() >= deadline:
+            break
+    connection.heartbeat_check()
+
+
 def raw_body(message: Any) -> bytes:
     """The message body exactly as it was sent, whatever the client library decoded."""
     body = message.body
@@ -69,7 +88,9 @@ class ConfirmedPublisher:
     """Publish on a channel in confirm mode, then wait until the broker has every message.
 
     Publishing does not wait; `wait_for_confirms` does, once for everything
-    published since the last wait, so a batch costs one round trip.
+    published since the last wait, so a batch costs one round trip. A message
+    published as `mandatory` that no queue takes comes back from the broker,
+    and that fails the wait: for us, an unroutable message is a lost one.
     """
 
     def __init__(self, connection: Any) -> None:
@@ -78,9 +99,11 @@ class ConfirmedPublisher:
         self._channel.confirm_select()
         self._channel.events["basic_ack"].add(self._on_ack)
         self._channel.events["basic_nack"].add(self._on_nack)
+        self._channel.events["basic_return"].add(self._on_return)
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
         self._nacked: list[int] = []
+        self._returned: list[str] = []
 
     def publish(
         self,
@@ -92,24 +115,39 @@ class ConfirmedPublisher:
         content_encoding: str | None = "utf-8",
         headers: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Send one persistent message; it is safe only after `wait_for_confirms`."""
+        mandatory: bool = False,
+    ) -> int:
+        """Send one persistent message and return its delivery tag.
+
+        The message is safe only once `wait_for_confirms` has returned without
+        listing that tag.
+        """
         message_properties = {"delivery_mode": PERSISTENT, **(properties or {})}
+        priority = message_properties.pop("priority", None)
         message = self._channel.prepare_message(
             body,
+            priority=priority,
             content_type=content_type,
             content_encoding=content_encoding,
             headers=dict(headers or {}),
             properties={k: v for k, v in message_properties.items() if v is not None},
         )
-        self._channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
-        self._unconfirmed.add(self._next_tag)
+        self._channel.basic_publish(
+            message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+        )
+        tag = self._next_tag
+        self._unconfirmed.add(tag)
         self._next_tag += 1
+        return tag
 
-    def wait_for_confirms(self, timeout: float = 30.0) -> None:
-        """Return once the broker confirmed everything published; raise if it refused any."""
+    def wait_for_confirms(self, timeout: float = 30.0) -> list[int]:
+        """Wait until the broker has answered for everything published; return refused tags.
+
+        Raises PublishNotConfirmed if answers do not come in time, or if a
+        mandatory message could not be routed.
+        """
         deadline = time.monotonic() + timeout
-        while self._unconfirmed and not self._nacked:
+        while self._unconfirmed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PublishNotConfirmed(
@@ -119,9 +157,17 @@ class ConfirmedPublisher:
                 self._connection.drain_events(timeout=remaining)
             except TimeoutError:
                 continue
-        if self._nacked:
-            nacked, self._nacked = self._nacked, []
-            raise PublishNotConfirmed(f"the broker refused messages {nacked}")
+        if self._returned:
+            returned, self._returned = self._returned, []
+            raise PublishNotConfirmed(f"no queue took: {'; '.join(returned)}")
+        nacked, self._nacked = self._nacked, []
+        return nacked
+
+    def confirm_all(self, timeout: float = 30.0) -> None:
+        """Wait for confirms; raise PublishNotConfirmed unless the broker took everything."""
+        refused = self.wait_for_confirms(timeout)
+        if refused:
+            raise PublishNotConfirmed(f"the broker refused messages {refused}")
 
     def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
         if multiple:
@@ -130,5 +176,11 @@ class ConfirmedPublisher:
             self._unconfirmed.discard(delivery_tag)
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._nacked.append(delivery_tag)
+        if multiple:
+            self._nacked += sorted(tag for tag in self._unconfirmed if tag <= delivery_tag)
+        else:
+            self._nacked.append(delivery_tag)
         self._on_ack(delivery_tag, multiple)
+
+    def _on_return(self, error: Exception, exchange: str, routing_key: str, _message: Any) -> None:
+        self._returned.append(f"{exchange!r} {routing_key!r} ({error})")

@@ -56,4 +56,6 @@ def dead_letter(
         content_encoding=message.content_encoding,
         headers=headers,
         properties=properties,
+        # Unroutable would mean lost once the original is acked: make the broker say so.
+        mandatory=True,
     )

@@ -7,9 +7,14 @@ The CLI (`order-status declare`), every worker at start and the tests call
 from dataclasses import dataclass
 from typing import Any
 
+import amqp.exceptions
 from kombu import Exchange, Queue, binding
 
 from contracts import COMMANDS
+
+
+class TopologyMismatch(Exception):
+    """A queue or exchange exists with other arguments than this configuration asks for."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class Topology:
             durable=True,
             queue_arguments={
                 "x-queue-type": "quorum",
+                # One consumer at a time (the others wait as hot standbys), so the
+                # commands for one order are applied in the order they were sent.
+                "x-single-active-consumer": True,
                 "x-dead-letter-exchange": self.dead_letter_exchange,
                 # A message redelivered this often is crash-looping a worker:
                 # the queue dead-letters it instead of delivering it forever.
@@ -81,8 +89,18 @@ class Topology:
 
 
 def declare_topology(channel: Any, topology: Topology) -> None:
-    """Declare every exchange, queue and binding of `topology` on `channel`."""
-    for exchange in topology.exchanges():
-        exchange(channel).declare()
-    for queue in topology.queues():
-        queue(channel).declare()
+    """Declare every exchange, queue and binding of `topology` on `channel`.
+
+    Raises TopologyMismatch, naming the entity, when one exists with other
+    arguments (for example another delivery limit): RabbitMQ cannot change a
+    queue's arguments in place.
+    """
+    entities = [*topology.exchanges(), *topology.queues()]
+    for entity in entities:
+        try:
+            entity(channel).declare()
+        except amqp.exceptions.PreconditionFailed as error:
+            raise TopologyMismatch(
+                f"{entity.name} already exists with other arguments ({error.reply_text}); "
+                "drain and delete it, or configure the arguments it was declared with"
+            ) from error

@@ -1,0 +1,28 @@
+"""Database failures, sorted in one place by what the worker should do about them.
+
+- A data or integrity error (SQLSTATE classes 22 and 23) may be the command's
+  own fault: the batch is split, and a command that still fails alone is
+  dead-lettered.
+- Every other database error is the surroundings' fault (connection lost,
+  deadlock, lock timeout, a read-only server after a failover, a missing
+  privilege or migration): the worker holds its messages and retries, so
+  nothing valid is ever dead-lettered because the database was unwell.
+"""
+
+import psycopg
+
+
+class ConcurrentRegistration(Exception):
+    """Another transaction registered the same order number first; apply again."""
+
+
+def is_command_fault(error: BaseException) -> bool:
+    """The database refused what a command asked for, not the request itself."""
+    return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
+
+
+def is_transient_database_error(error: BaseException) -> bool:
+    """A database failure that retrying later can cure."""
+    if isinstance(error, ConcurrentRegistration):
+        return True
+    return isinstance(error, psycopg.Error) and not is_command_fault(error)

@@ -266,3 +266,33 @@ def test_demo_plays_its_scenario(cli: Invoke, topology: Topology) -> None:
     assert "version_conflict" in result.output
     assert "duplicate: nothing changed" in result.output
     assert "completed -> in_progress" in result.output
+
+
+def test_publishing_a_command_id_again_reports_the_duplicate(
+    cli: Invoke, topology: Topology, start_workers: StartWorkers
+) -> None:
+    start_workers()
+    assert register(cli, "SO-CLI-4").exit_code == 0
+    change = ("publish", "change-status", "SO-CLI-4", "--to", "in_progress", "--actor", "bob")
+    command_id = "0c3f2a8e-5d4b-4c1e-9a7f-2b6d8e9f1a3c"
+    first = cli(*change, "--command-id", command_id, "--wait")
+    again = cli(*change, "--command-id", command_id, "--wait", "--json")
+    other = cli(*change[:4], "cancelled", *change[5:], "--command-id", command_id, "--wait")
+
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
+    assert (json.loads(again.output)["outcome"], json.loads(again.output)["deliveries"]) == (
+        "applied",
+        2,
+    )
+    assert other.exit_code == 1
+    assert "already used for a command with other content" in other.output
+
+
+def test_declare_explains_a_queue_declared_with_other_arguments(
+    cli_env: dict[str, str], topology: Topology
+) -> None:
+    result = CliRunner().invoke(main, ["declare"], env={**cli_env, "ORDERS_DELIVERY_LIMIT": "3"})
+    assert result.exit_code == 1
+    assert f"{topology.status_worker_queue} already exists with other arguments" in result.output
+    assert "x-delivery-limit" in result.output

@@ -13,7 +13,9 @@ from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
 from worker.cli.service import declare, migrate, run
 from worker.config import Settings
+from worker.db.migrate import MigrationsMissing
 from worker.db.workflow_store import SchemaMissing
+from worker.messaging.topology import TopologyMismatch
 
 
 class OrderStatusCli(click.Group):
@@ -31,7 +33,7 @@ class OrderStatusCli(click.Group):
             TimeoutError,
         ) as error:
             raise click.ClickException(f"cannot reach RabbitMQ: {error!r}") from error
-        except SchemaMissing as error:
+        except (SchemaMissing, MigrationsMissing, TopologyMismatch) as error:
             raise click.ClickException(str(error)) from error
 
 

@@ -2,7 +2,7 @@
 
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -14,7 +14,8 @@ from contracts import ChangeOrderStatus, Command, CommandOutcome, CreateOrder, C
 from worker.cli.output import ExitCode, print_json
 from worker.config import Settings
 from worker.db.connection import connect
-from worker.db.reads import wait_for_outcome
+from worker.db.reads import SeenCommand, seen_command, wait_for_outcome
+from worker.domain.fingerprints import fingerprint
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import CommandNotRouted, publish_command
 
@@ -78,7 +79,7 @@ def create_order(
     customer_type: str,
     amount: str,
     currency: str,
-    order_date: object,
+    order_date: datetime | None,
     lines: tuple[str, ...],
     actor: str | None,
     command_id: UUID | None,
@@ -88,7 +89,7 @@ def create_order(
     as_json: bool,
 ) -> None:
     """Register order ORDER_NUMBER."""
-    day = order_date.date() if hasattr(order_date, "date") else date.today()
+    day = order_date.date() if order_date else date.today()
     try:
         command = CreateOrder(
             command_id=command_id or uuid4(),
@@ -169,6 +170,7 @@ def _send(
     as_json: bool,
 ) -> None:
     topology = Topology(settings.namespace, settings.delivery_limit)
+    seen = _already_seen(settings, command) if wait else None
     try:
         publish_command(settings.amqp_url, topology, command, correlation_id)
     except CommandNotRouted as error:
@@ -179,15 +181,32 @@ def _send(
         else:
             click.echo(f"published {type(command).__name__} {command.command_id}")
         return
+    deliveries_before = seen.deliveries if seen else 0
     with connect(settings, "cli", autocommit=True) as conn:
-        record = wait_for_outcome(conn, command.command_id, timeout)
+        record = wait_for_outcome(
+            conn, command.command_id, timeout, min_deliveries=deliveries_before + 1
+        )
     if record is None:
         click.echo(f"no outcome for {command.command_id} after {timeout}s", err=True)
         sys.exit(ExitCode.TIMED_OUT)
     if as_json:
         print_json(record)
     else:
+        again = "duplicate delivery, nothing changed; recorded outcome: " if seen else ""
         reason = f" ({record.reason}: {record.detail})" if record.reason else ""
-        click.echo(f"{record.outcome.value}{reason} command_id={record.command_id}")
+        click.echo(f"{again}{record.outcome.value}{reason} command_id={record.command_id}")
     if record.outcome == CommandOutcome.REJECTED:
         sys.exit(ExitCode.REJECTED)
+
+
+def _already_seen(settings: Settings, command: Command) -> SeenCommand | None:
+    """What the inbox knows of this command id; refuse to reuse it for other content."""
+    with connect(settings, "cli", autocommit=True) as conn:
+        seen = seen_command(conn, command.command_id)
+    if seen is not None and seen.fingerprint != fingerprint(command):
+        raise click.ClickException(
+            f"command id {command.command_id} was already used for a command with other "
+            "content; the worker would dead-letter this one as command_id_reused. "
+            "Use a new --command-id."
+        )
+    return seen

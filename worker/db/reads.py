@@ -52,6 +52,19 @@ FROM processed_commands WHERE command_id = %(command_id)s
 """
 
 
+SEEN_COMMAND = """
+SELECT fingerprint, deliveries FROM processed_commands WHERE command_id = %(command_id)s
+"""
+
+
+@dataclass(frozen=True)
+class SeenCommand:
+    """What the inbox holds about a command id, for checking a repeat before sending it."""
+
+    fingerprint: str
+    deliveries: int
+
+
 @dataclass(frozen=True)
 class OrderFilter:
     """The filters of a CRM order list; None means "any"."""
@@ -115,6 +128,12 @@ def get_command(conn: Connection, command_id: UUID) -> CommandRecord | None:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(GET_COMMAND, {"command_id": command_id}).fetchone()
     return CommandRecord(**row) if row else None
+
+
+def seen_command(conn: Connection, command_id: UUID) -> SeenCommand | None:
+    """The fingerprint and delivery count of a processed command, or None."""
+    row = conn.execute(SEEN_COMMAND, {"command_id": command_id}).fetchone()
+    return SeenCommand(*row) if row else None
 
 
 def wait_for_outcome(

@@ -9,8 +9,8 @@ With CI=true, a server that cannot be reached fails the run instead of skipping.
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import psycopg
@@ -19,11 +19,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tests.support.broker import QueueReader, delete_topology, unique_queue_name
+from tests.support.proxy import CuttableProxy
 from tests.support.servers import Servers, locate_servers, unreachable
 from worker.config import REPO_MIGRATIONS, Settings
 from worker.db.migrate import migrate
-from worker.messaging.broker import connect_broker
-from worker.messaging.topology import Topology, declare_topology
+from worker.messaging.broker import connect_declared
+from worker.messaging.topology import Topology
 from worker.runner import WORKERS, run_workers
 
 RUN_ID = uuid4().hex[:8]
@@ -121,11 +122,7 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
 def topology(settings: Settings) -> Topology:
     """The test's topology, declared, so commands can be published before workers start."""
     declared = Topology(settings.namespace, settings.delivery_limit)
-    connection = connect_broker(settings, "test")
-    try:
-        declare_topology(connection.default_channel, declared)
-    finally:
-        connection.release()
+    connect_declared(settings, "test", declared).release()
     return declared
 
 
@@ -187,5 +184,9 @@ def dead_letters(
 
 
 @pytest.fixture
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+def broker_proxy(settings: Settings) -> Iterator[CuttableProxy]:
+    """A loopback proxy to RabbitMQ whose connections the test can cut."""
+    target = urlsplit(settings.amqp_url)
+    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    yield proxy
+    proxy.close()

@@ -19,8 +19,8 @@ from typing import Any
 from worker.config import Settings
 from worker.db import outbox
 from worker.db.connection import Connection, connect
-from worker.messaging.broker import ConfirmedPublisher, connect_broker, serve
-from worker.messaging.topology import Topology, declare_topology
+from worker.messaging.broker import ConfirmedPublisher, connect_declared, serve
+from worker.messaging.topology import Topology
 from worker.resilience import is_connection_failure, retry_until_stopped
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,7 @@ class OutboxRelay:
         def open_both() -> tuple[Connection, Any]:
             database = connect(self._settings, self.role, autocommit=True)
             try:
-                broker = connect_broker(self._settings, self.role)
-                declare_topology(broker.default_channel, self._topology)
+                broker = connect_declared(self._settings, self.role, self._topology)
             except BaseException:
                 database.close()
                 raise

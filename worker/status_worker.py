@@ -22,11 +22,11 @@ from worker.db.errors import is_transient_database_error
 from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
-from worker.messaging.broker import ConfirmedPublisher, connect_broker, envelope_of, serve
+from worker.messaging.broker import ConfirmedPublisher, connect_declared, envelope_of, serve
 from worker.messaging.dead_letter import dead_letter
 from worker.messaging.decoding import decode_command
 from worker.messaging.poison import DeadLetterReason, Poison
-from worker.messaging.topology import Topology, declare_topology
+from worker.messaging.topology import Topology
 from worker.resilience import is_connection_failure, retry_until_stopped
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,7 @@ class StatusWorker:
         def open_both() -> Any:
             # Reading the workflow first proves the database is reachable and migrated.
             self._workflows.current(self._database.connection())
-            connection = connect_broker(self._settings, self.role)
-            try:
-                declare_topology(connection.default_channel, self._topology)
-            except BaseException:
-                connection.release()
-                raise
-            return connection
+            return connect_declared(self._settings, self.role, self._topology)
 
         retrying = retry_until_stopped(
             self._stop, is_connection_failure, self._settings.reconnect_max_seconds, log

@@ -1,17 +1,14 @@
 """The outbox relay: one leader, idle connections that stay up, refused events that wait."""
 
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pika
 import psycopg
-import pytest
 
 from tests.conftest import RunningWorkers
 from tests.support.broker import QueueReader, Received
 from tests.support.commands import change_status, create_order, order_number
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import CuttableProxy, through
 from tests.support.waiting import eventually
 from worker.config import Settings
 from worker.messaging.topology import Topology
@@ -64,14 +61,6 @@ def test_a_standby_relay_takes_over_and_events_are_not_doubled(
     assert unpublished(db) == 0
 
 
-@pytest.fixture
-def broker_proxy(settings: Settings) -> Iterator[CuttableProxy]:
-    target = urlsplit(settings.amqp_url)
-    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 5672)
-    yield proxy
-    proxy.close()
-
-
 def test_an_idle_relay_keeps_its_connection_across_heartbeats(
     settings: Settings,
     topology: Topology,
@@ -80,11 +69,7 @@ def test_an_idle_relay_keeps_its_connection_across_heartbeats(
     start_workers: StartWorkers,
     db: Conn,
 ) -> None:
-    url = urlsplit(settings.amqp_url)
-    proxied = url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{broker_proxy.port}")
-    quick_heartbeats = settings.model_copy(
-        update={"amqp_url": proxied.geturl(), "heartbeat_seconds": 1, "relay_sweep_seconds": 0.5}
-    )
+    quick_heartbeats = through(broker_proxy, settings, heartbeat_seconds=1, relay_sweep_seconds=0.5)
     start_workers("relay", with_settings=quick_heartbeats)
     eventually(lambda: relay_leaders(db, settings.namespace) == 1)
     connections = broker_proxy.connections_accepted

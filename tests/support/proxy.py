@@ -4,6 +4,10 @@ import selectors
 import socket
 import threading
 from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+from worker.config import Settings
 
 
 class CuttableProxy:
@@ -100,3 +104,10 @@ class CuttableProxy:
     def _drop_all(self) -> None:
         for sock in list(self._pairs):
             self._drop(sock)
+
+
+def through(proxy: CuttableProxy, settings: Settings, **changes: Any) -> Settings:
+    """The same settings, but reaching RabbitMQ through `proxy`."""
+    url = urlsplit(settings.amqp_url)
+    netloc = f"{url.username}:{url.password}@127.0.0.1:{proxy.port}"
+    return settings.model_copy(update={"amqp_url": url._replace(netloc=netloc).geturl(), **changes})

@@ -17,8 +17,8 @@ from worker.db.connection import connect
 from worker.db.migrate import migrate
 from worker.db.reads import get_order, wait_for_outcome
 from worker.logs import configure_logging
-from worker.messaging.broker import connect_broker
-from worker.messaging.topology import Topology, declare_topology
+from worker.messaging.broker import connect_declared
+from worker.messaging.topology import Topology
 from worker.messaging.upstream import publish_command
 from worker.runner import WORKERS, run_workers
 
@@ -83,11 +83,7 @@ def demo(settings: Settings, *, workers: bool) -> None:
     configure_logging("WARNING", settings.log_format)
     migrate(settings.database_url, settings.migrations_dir)
     topology = Topology(settings.namespace, settings.delivery_limit)
-    connection = connect_broker(settings, "demo")
-    try:
-        declare_topology(connection.default_channel, topology)
-    finally:
-        connection.release()
+    connect_declared(settings, "demo", topology).release()
     stop = threading.Event()
     runner = threading.Thread(target=run_workers, args=(settings, list(WORKERS), stop), daemon=True)
     if workers:

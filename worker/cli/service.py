@@ -10,8 +10,8 @@ import click
 from worker.config import Settings
 from worker.db.migrate import migrate as apply_migrations
 from worker.logs import configure_logging
-from worker.messaging.broker import connect_broker
-from worker.messaging.topology import Topology, declare_topology
+from worker.messaging.broker import connect_declared
+from worker.messaging.topology import Topology
 from worker.runner import WORKERS, run_workers
 
 
@@ -31,11 +31,7 @@ def migrate(settings: Settings) -> None:
 def declare(settings: Settings) -> None:
     """Declare the exchanges, queues and bindings (idempotent)."""
     topology = Topology(settings.namespace, settings.delivery_limit)
-    connection = connect_broker(settings, "cli")
-    try:
-        declare_topology(connection.default_channel, topology)
-    finally:
-        connection.release()
+    connect_declared(settings, "cli", topology).release()
     click.echo(
         "declared exchanges "
         + ", ".join(exchange.name for exchange in topology.exchanges())

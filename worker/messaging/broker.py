@@ -10,6 +10,7 @@ import kombu.exceptions
 
 from worker.config import Settings
 from worker.messaging.decoding import Envelope
+from worker.messaging.topology import Topology, declare_topology
 
 PERSISTENT = 2
 MIN_READ_SECONDS = 0.001
@@ -40,6 +41,17 @@ def connect_broker(settings: Settings, role: str) -> Any:
         },
     )
     connection.connect()
+    return connection
+
+
+def connect_declared(settings: Settings, role: str, topology: Topology) -> Any:
+    """Connect, declare `topology`, and hand over the open connection."""
+    connection = connect_broker(settings, role)
+    try:
+        declare_topology(connection.default_channel, topology)
+    except BaseException:
+        connection.release()
+        raise
     return connection
 
 

@@ -6,9 +6,8 @@ committed. Rows are marked published only after the broker confirmed them: a
 crash in between publishes them again, with the same event id, which consumers
 use to drop the repeat. If the broker refuses an event (a consumer's queue is
 full and rejects publishes, say), the events before it are marked and the rest
-wait: the refused event alone is offered again with backoff until the broker
-takes it, so no event overtakes an earlier one. Queues that did take it see it
-again on each try, under the same event id.
+wait: the refused event alone is offered again, with backoff, until the broker
+takes it.
 """
 
 import logging
@@ -19,9 +18,11 @@ from typing import Any
 from worker.config import Settings
 from worker.db import outbox
 from worker.db.connection import Connection, connect
-from worker.messaging.broker import ConfirmedPublisher, connect_declared, serve
+from worker.db.errors import is_transient_database_error
+from worker.messaging.broker import connect_declared, serve
+from worker.messaging.publisher import ConfirmedPublisher
 from worker.messaging.topology import Topology
-from worker.resilience import is_connection_failure, retry_until_stopped
+from worker.resilience import retry_until_stopped, run_sessions
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +42,23 @@ class OutboxRelay:
         self._settings = settings
         self._stop = stop
         self._topology = Topology(settings.namespace, settings.delivery_limit)
+        self._batch_limit = settings.relay_batch_size
 
     def run(self) -> None:
         """Relay until `stop` is set, reconnecting to either server after a failure."""
         log.info("relay starting", extra={"exchange": self._topology.events_exchange})
-        while not self._stop.is_set():
-            try:
-                self._relay_until_stopped()
-            except Exception as error:
-                if self._stop.is_set():
-                    break
-                if not is_connection_failure(error):
-                    raise
-                log.warning("connection lost; reconnecting", extra={"error": repr(error)})
+        run_sessions(
+            self._stop, self._relay_until_stopped, self._settings.reconnect_max_seconds, log
+        )
         log.info("relay stopped")
 
-    def _connect(self) -> tuple[Connection, Any]:
-        def open_both() -> tuple[Connection, Any]:
-            database = connect(self._settings, self.role, autocommit=True)
-            try:
-                broker = connect_declared(self._settings, self.role, self._topology)
-            except BaseException:
-                database.close()
-                raise
-            return database, broker
-
-        retrying = retry_until_stopped(
-            self._stop, is_connection_failure, self._settings.reconnect_max_seconds, log
-        )
-        return retrying(open_both)
-
     def _relay_until_stopped(self) -> None:
-        database, broker = self._connect()
+        database = connect(self._settings, self.role, autocommit=True)
+        try:
+            broker = connect_declared(self._settings, self.role, self._topology)
+        except BaseException:
+            database.close()
+            raise
         try:
             if not self._become_leader(database, broker):
                 return
@@ -85,21 +71,8 @@ class OutboxRelay:
                 log,
                 keepalive=lambda: serve(broker),
             )
-            limit = self._settings.relay_batch_size
-
-            def publish_some() -> bool:
-                """Publish what is waiting; True if more may be waiting already."""
-                nonlocal limit
-                try:
-                    published = self._publish_pending(database, publisher, limit)
-                except EventRefused:
-                    limit = 1  # retry the refused event alone, not everything after it
-                    raise
-                more, limit = published == limit, self._settings.relay_batch_size
-                return more
-
             while not self._stop.is_set():
-                if not retrying(publish_some):
+                if not retrying(self._publish_some, database, broker, publisher):
                     outbox.wait_for_commits(database, self._settings.relay_sweep_seconds)
                 serve(broker)
         finally:
@@ -119,8 +92,25 @@ class OutboxRelay:
             serve(broker, STANDBY_POLL_SECONDS)
         return False
 
+    def _publish_some(
+        self, database: Connection, broker: Any, publisher: ConfirmedPublisher
+    ) -> bool:
+        """Publish what is waiting; True if more may be waiting already.
+
+        After a refusal only the refused event is offered, until it is taken,
+        so the events behind it are not sent to every other queue on each try.
+        """
+        limit = self._batch_limit
+        try:
+            published = self._publish_pending(database, broker, publisher, limit)
+        except EventRefused:
+            self._batch_limit = 1
+            raise
+        self._batch_limit = self._settings.relay_batch_size
+        return published == limit
+
     def _publish_pending(
-        self, database: Connection, publisher: ConfirmedPublisher, limit: int
+        self, database: Connection, broker: Any, publisher: ConfirmedPublisher, limit: int
     ) -> int:
         """Publish up to `limit` of the oldest unpublished events; return how many were taken."""
         pending = outbox.unpublished(database, limit)
@@ -143,10 +133,27 @@ class OutboxRelay:
         refused = set(publisher.wait_for_confirms())
         confirmed = takewhile(lambda pair: pair[1] not in refused, zip(pending, tags, strict=True))
         taken = [event for event, _tag in confirmed]
-        outbox.mark_published(database, taken)
+        self._mark_published(database, broker, taken)
         if refused:
             first = pending[len(taken)]
             raise EventRefused(f"the broker refused event {first.event_id} ({first.message_type})")
         if taken:
             log.debug("published events", extra={"count": len(taken)})
         return len(taken)
+
+    def _mark_published(
+        self, database: Connection, broker: Any, taken: list[outbox.PendingEvent]
+    ) -> None:
+        """Record what the broker confirmed, retrying in place while the session lives.
+
+        A read-only server after a failover refuses the update; publishing the
+        same events again on every retry would flood consumers with repeats.
+        """
+        retrying = retry_until_stopped(
+            self._stop,
+            lambda error: is_transient_database_error(error) and not database.broken,
+            self._settings.reconnect_max_seconds,
+            log,
+            keepalive=lambda: serve(broker),
+        )
+        retrying(outbox.mark_published, database, taken)

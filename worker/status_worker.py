@@ -22,12 +22,13 @@ from worker.db.errors import is_transient_database_error
 from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
-from worker.messaging.broker import ConfirmedPublisher, connect_declared, envelope_of, serve
+from worker.messaging.broker import connect_declared, envelope_of, serve
 from worker.messaging.dead_letter import dead_letter
 from worker.messaging.decoding import decode_command
 from worker.messaging.poison import DeadLetterReason, Poison
+from worker.messaging.publisher import ConfirmedPublisher
 from worker.messaging.topology import Topology
-from worker.resilience import is_connection_failure, retry_until_stopped
+from worker.resilience import retry_until_stopped, run_sessions
 
 log = logging.getLogger(__name__)
 
@@ -53,30 +54,17 @@ class StatusWorker:
         """Consume until `stop` is set, reconnecting to either server after a failure."""
         log.info("status worker starting", extra={"queue": self._topology.status_worker_queue})
         try:
-            while not self._stop.is_set():
-                try:
-                    self._consume_until_stopped()
-                except Exception as error:
-                    if self._stop.is_set():
-                        log.info("stopped mid-batch; its messages return to the queue")
-                        break
-                    if not is_connection_failure(error):
-                        raise
-                    log.warning("connection lost; reconnecting", extra={"error": repr(error)})
+            run_sessions(
+                self._stop, self._consume_until_stopped, self._settings.reconnect_max_seconds, log
+            )
         finally:
             self._database.close()
             log.info("status worker stopped")
 
     def _connect(self) -> Any:
-        def open_both() -> Any:
-            # Reading the workflow first proves the database is reachable and migrated.
-            self._workflows.current(self._database.connection())
-            return connect_declared(self._settings, self.role, self._topology)
-
-        retrying = retry_until_stopped(
-            self._stop, is_connection_failure, self._settings.reconnect_max_seconds, log
-        )
-        return retrying(open_both)
+        # Reading the workflow first proves the database is reachable and migrated.
+        self._workflows.current(self._database.connection())
+        return connect_declared(self._settings, self.role, self._topology)
 
     def _consume_until_stopped(self) -> None:
         connection = self._connect()
@@ -133,7 +121,6 @@ class StatusWorker:
             item if isinstance(item, Poison) else _as_disposition(next(applied)) for item in decoded
         ]
         for message, disposition in zip(batch, dispositions, strict=True):
-            _log_disposition(message, disposition)
             if isinstance(disposition, Poison):
                 dead_letter(
                     publisher,
@@ -145,6 +132,8 @@ class StatusWorker:
         publisher.confirm_all()
         # Everything is committed or safely dead-lettered: one ack covers the batch.
         batch[-1].ack(multiple=True)
+        for message, disposition in zip(batch, dispositions, strict=True):
+            _log_disposition(message, disposition)
 
     def _apply(
         self, commands: list[IncomingCommand], keepalive: Callable[[], None]
@@ -167,19 +156,19 @@ class StatusWorker:
 
         def attempt() -> list[ApplyResult]:
             connection = self._database.connection()
+            workflow = self._workflows.current(connection)
             try:
-                return apply_commands(connection, self._workflows.current(connection), commands)
+                return apply_commands(connection, workflow, commands)
             except Exception as error:
                 if is_transient_database_error(error):
-                    self._database.close()  # a fresh session, e.g. after a failover
-                raise
+                    self._database.close()  # a fresh session next time, e.g. after a failover
+                    raise
+                raise CommandFault(error) from error
 
         try:
             return list(retrying(attempt))
-        except Exception as error:
-            if is_transient_database_error(error) or is_connection_failure(error):
-                raise  # only once stopping, or the broker went away meanwhile
-            return self._isolate(commands, error, keepalive)
+        except CommandFault as fault:
+            return self._isolate(commands, fault.error, keepalive)
 
     def _isolate(
         self, commands: list[IncomingCommand], error: Exception, keepalive: Callable[[], None]
@@ -187,7 +176,11 @@ class StatusWorker:
         if len(commands) > 1:
             log.warning(
                 "batch failed; applying its commands one at a time",
-                extra={"size": len(commands), "error": repr(error)},
+                extra={
+                    "size": len(commands),
+                    "message_ids": [command.message_id for command in commands],
+                    "error": repr(error),
+                },
             )
             return [result for command in commands for result in self._apply([command], keepalive)]
         [command] = commands
@@ -201,6 +194,14 @@ class StatusWorker:
             },
         )
         return [Poison(DeadLetterReason.APPLY_FAILED, f"{type(error).__name__}: {error}")]
+
+
+class CommandFault(Exception):
+    """Applying the batch failed in a way that may be one command's fault."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
 
 
 def _as_disposition(result: Disposition) -> Disposition:

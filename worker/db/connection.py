@@ -16,6 +16,13 @@ def connect(settings: Settings, role: str, *, autocommit: bool = False) -> Conne
         autocommit=autocommit,
         application_name=f"order-status:{settings.namespace}:{role}",
         connect_timeout=5,
+        # Notice a server that went silent (a partition, a dead host) within
+        # about half a minute, instead of waiting on the kernel's defaults.
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+        tcp_user_timeout=30_000,
         options=(
             f"-c lock_timeout={settings.lock_timeout_ms}"
             f" -c statement_timeout={settings.statement_timeout_ms}"

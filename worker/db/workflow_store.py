@@ -1,5 +1,6 @@
 """Read the workflow from its tables, the one source of truth for every worker."""
 
+import logging
 import time
 
 from psycopg import errors
@@ -11,6 +12,8 @@ SELECT_STATUSES = """
 SELECT code, label_en, label_zh, is_initial FROM order_statuses ORDER BY position
 """
 SELECT_TRANSITIONS = "SELECT from_status, to_status FROM order_status_transitions"
+
+log = logging.getLogger(__name__)
 
 
 class SchemaMissing(Exception):
@@ -38,7 +41,10 @@ class WorkflowCache:
     """The workflow as last read, read again once it is older than `max_age_seconds`.
 
     An administrator's change to the workflow tables reaches running workers
-    within that time, without a restart.
+    within that time, without a restart. If reading it again fails for a reason
+    of the data (a half-edited workflow with no initial status, tables missing
+    during a restore), the last good copy stays in use and a warning is logged;
+    a database error still propagates, to be retried like any other.
     """
 
     def __init__(self, max_age_seconds: float) -> None:
@@ -47,7 +53,16 @@ class WorkflowCache:
         self._loaded_at = 0.0
 
     def current(self, conn: Connection) -> Workflow:
-        if self._workflow is None or time.monotonic() - self._loaded_at > self._max_age:
-            self._workflow = load_workflow(conn)
+        """The workflow to decide with; the first read's errors propagate as they are."""
+        if self._workflow is not None and time.monotonic() - self._loaded_at <= self._max_age:
+            return self._workflow
+        try:
+            workflow = load_workflow(conn)
+        except (SchemaMissing, ValueError) as error:
+            if self._workflow is None:
+                raise
+            log.warning("cannot read the workflow again; keeping the last copy", exc_info=error)
             self._loaded_at = time.monotonic()
-        return self._workflow
+            return self._workflow
+        self._workflow, self._loaded_at = workflow, time.monotonic()
+        return workflow

@@ -7,8 +7,9 @@ keep, and adds headers that say what went wrong and where the message was.
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.messaging.broker import ConfirmedPublisher, raw_body
+from worker.messaging.broker import raw_body
 from worker.messaging.poison import Poison
+from worker.messaging.publisher import ConfirmedPublisher
 from worker.messaging.topology import Topology
 
 REASON_HEADER = "x-dead-letter-reason"

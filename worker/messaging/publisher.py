@@ -1,0 +1,124 @@
+"""Publishing with publisher confirms: many messages, one wait, and exact accounting."""
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+PERSISTENT = 2
+
+
+class PublishFailed(Exception):
+    """The broker did not take what was published; reconnect and try again."""
+
+
+class ConfirmTimeout(PublishFailed):
+    """The broker did not answer for every message in time."""
+
+
+class MessageUnroutable(PublishFailed):
+    """A mandatory message reached no queue and came back."""
+
+
+class MessagesRefused(PublishFailed):
+    """The broker refused (nacked) messages."""
+
+
+class ConfirmedPublisher:
+    """Publish on a channel in confirm mode, then wait until the broker has answered.
+
+    Publishing does not wait; `wait_for_confirms` does, once for everything
+    published since the last wait, so a batch costs one round trip. One
+    publisher belongs to one channel: after a reconnection, make a new one.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._channel = connection.channel()
+        self._channel.confirm_select()
+        self._channel.events["basic_ack"].add(self._on_ack)
+        self._channel.events["basic_nack"].add(self._on_nack)
+        self._channel.events["basic_return"].add(self._on_return)
+        self._next_tag = 1
+        self._unconfirmed: set[int] = set()
+        self._nacked: list[int] = []
+        self._returned: list[str] = []
+
+    def publish(
+        self,
+        body: bytes,
+        *,
+        exchange: str,
+        routing_key: str,
+        content_type: str | None = "application/json",
+        content_encoding: str | None = "utf-8",
+        headers: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        mandatory: bool = False,
+    ) -> int:
+        """Send one persistent message and return its delivery tag.
+
+        The message is safe only once `wait_for_confirms` has returned without
+        listing that tag.
+        """
+        message_properties = {"delivery_mode": PERSISTENT, **(properties or {})}
+        priority = message_properties.pop("priority", None)
+        message = self._channel.prepare_message(
+            body,
+            priority=priority,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            headers=dict(headers or {}),
+            properties={k: v for k, v in message_properties.items() if v is not None},
+        )
+        self._channel.basic_publish(
+            message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+        )
+        tag = self._next_tag
+        self._unconfirmed.add(tag)
+        self._next_tag += 1
+        return tag
+
+    def wait_for_confirms(self, timeout: float = 30.0) -> list[int]:
+        """Wait until the broker has answered for everything published; return refused tags.
+
+        Raises ConfirmTimeout if answers do not come in time, and
+        MessageUnroutable if a mandatory message reached no queue.
+        """
+        deadline = time.monotonic() + timeout
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConfirmTimeout(
+                    f"{len(self._unconfirmed)} messages unconfirmed after {timeout}s"
+                )
+            try:
+                self._connection.drain_events(timeout=remaining)
+            except TimeoutError:
+                continue
+        if self._returned:
+            returned, self._returned = self._returned, []
+            raise MessageUnroutable(f"no queue took: {'; '.join(returned)}")
+        nacked, self._nacked = self._nacked, []
+        return nacked
+
+    def confirm_all(self, timeout: float = 30.0) -> None:
+        """Wait for confirms; raise unless the broker took every message."""
+        refused = self.wait_for_confirms(timeout)
+        if refused:
+            raise MessagesRefused(f"the broker refused messages {refused}")
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {tag for tag in self._unconfirmed if tag > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._nacked += sorted(tag for tag in self._unconfirmed if tag <= delivery_tag)
+        else:
+            self._nacked.append(delivery_tag)
+        self._on_ack(delivery_tag, multiple)
+
+    def _on_return(self, error: Exception, exchange: str, routing_key: str, _message: Any) -> None:
+        self._returned.append(f"{exchange!r} {routing_key!r} ({error})")

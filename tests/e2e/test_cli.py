@@ -287,6 +287,8 @@ def test_publishing_a_command_id_again_reports_the_duplicate(
     )
     assert other.exit_code == 1
     assert "already used for a command with other content" in other.output
+    unwaited = cli(*change[:4], "cancelled", *change[5:], "--command-id", command_id)
+    assert unwaited.exit_code == 1, "refused without --wait too"
 
 
 def test_declare_explains_a_queue_declared_with_other_arguments(

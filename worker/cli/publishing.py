@@ -110,6 +110,7 @@ def create_order(
         wait=wait,
         timeout=timeout,
         as_json=as_json,
+        reused_id_possible=command_id is not None,
     )
 
 
@@ -157,6 +158,7 @@ def change_status(
         wait=wait,
         timeout=timeout,
         as_json=as_json,
+        reused_id_possible=command_id is not None,
     )
 
 
@@ -168,9 +170,11 @@ def _send(
     wait: bool,
     timeout: float,
     as_json: bool,
+    reused_id_possible: bool,
 ) -> None:
     topology = Topology(settings.namespace, settings.delivery_limit)
-    seen = _already_seen(settings, command) if wait else None
+    # A random id is new; an id given on the command line may have been used.
+    seen = _already_seen(settings, command) if reused_id_possible else None
     try:
         publish_command(settings.amqp_url, topology, command, correlation_id)
     except CommandNotRouted as error:

@@ -42,13 +42,16 @@ def test_text_logs_append_the_context_fields() -> None:
 
 
 def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     configure_logging("INFO", "json")
     try:
         logging.getLogger("worker.test").info(
             "command applied", extra={"message_id": "m-1", "correlation_id": "c-1"}
         )
     finally:
-        logging.getLogger().handlers.clear()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     entry = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert entry["message"] == "command applied"
     assert entry["level"] == "INFO"

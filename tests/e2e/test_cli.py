@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from tests.support.broker import message_count
 from worker.cli import main
 from worker.config import Settings
 from worker.messaging.topology import Topology
@@ -160,13 +161,30 @@ def test_orders_list_filters_and_prints_json(
 ) -> None:
     start_workers()
     assert register(cli, "SO-CLI-3").exit_code == 0
-    listed = json.loads(cli("orders", "list", "--status", "pending", "--json").output)
-    assert [order["order_number"] for order in listed] == ["SO-CLI-3"]
-    assert json.loads(cli("orders", "list", "--status", "completed", "--json").output) == []
-    by_customer = cli("orders", "list", "--customer", "云端", "--since", "2026-11-01", "--json")
-    assert [order["order_number"] for order in json.loads(by_customer.output)] == ["SO-CLI-3"]
-    assert json.loads(cli("orders", "list", "--until", "2026-11-01", "--json").output) == []
-    assert "SO-CLI-3" in cli("orders", "list", "--number", "cli").output
+    other = register(cli, "PO-OTHER-7", "--customer-name", "Acme Trading", "--date", "2026-10-15")
+    assert other.exit_code == 0, other.output
+    moved = cli(
+        "publish", "change-status", "PO-OTHER-7", "--to", "in_progress", "--actor", "a", "--wait"
+    )
+    assert moved.exit_code == 0, moved.output
+
+    def numbers(*filters: str) -> list[str]:
+        listed = cli("orders", "list", *filters, "--json")
+        assert listed.exit_code == 0, listed.output
+        return [order["order_number"] for order in json.loads(listed.output)]
+
+    assert numbers("--status", "pending") == ["SO-CLI-3"]
+    assert numbers("--status", "in_progress") == ["PO-OTHER-7"]
+    assert numbers("--status", "completed") == []
+    assert numbers("--customer", "云端") == ["SO-CLI-3"]
+    assert numbers("--customer", "acme") == ["PO-OTHER-7"]
+    assert numbers("--since", "2026-11-01") == ["SO-CLI-3"]
+    assert numbers("--until", "2026-11-01") == ["PO-OTHER-7"]
+    assert numbers("--number", "cli") == ["SO-CLI-3"]
+    assert sorted(numbers()) == ["PO-OTHER-7", "SO-CLI-3"]
+    table = cli("orders", "list", "--number", "cli").output
+    assert "SO-CLI-3" in table
+    assert "PO-OTHER-7" not in table
 
 
 def test_missing_things_exit_with_not_found(cli: Invoke, topology: Topology) -> None:
@@ -281,7 +299,9 @@ def test_publishing_a_command_id_again_reports_the_duplicate(
 
     assert first.exit_code == 0, first.output
     assert again.exit_code == 0, again.output
-    assert (json.loads(again.output)["outcome"], json.loads(again.output)["deliveries"]) == (
+    repeated = json.loads(again.output)
+    assert (repeated["outcome"], repeated["recorded_outcome"], repeated["deliveries"]) == (
+        "duplicate",
         "applied",
         2,
     )
@@ -289,6 +309,20 @@ def test_publishing_a_command_id_again_reports_the_duplicate(
     assert "already used for a command with other content" in other.output
     unwaited = cli(*change[:4], "cancelled", *change[5:], "--command-id", command_id)
     assert unwaited.exit_code == 1, "refused without --wait too"
+
+
+def test_publish_and_wait_sends_nothing_when_the_database_is_out_of_reach(
+    cli_env: dict[str, str], settings: Settings, topology: Topology
+) -> None:
+    unreachable = {**cli_env, "ORDERS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/orders"}
+    result = CliRunner().invoke(
+        main,
+        ["publish", "change-status", "SO-1", "--to", "completed", "--actor", "a", "--wait"],
+        env=unreachable,
+    )
+    assert result.exit_code == 1, result.output
+    assert "PostgreSQL" in result.output
+    assert message_count(settings.amqp_url, topology.status_worker_queue) == 0
 
 
 def test_declare_explains_a_queue_declared_with_other_arguments(

@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from contracts import ChangeOrderStatus, Command, CommandOutcome, CreateOrder, Customer, OrderLine
 from worker.cli.output import ExitCode, print_json
 from worker.config import Settings
-from worker.db.connection import connect
+from worker.db.connection import Connection, connect
 from worker.db.reads import SeenCommand, seen_command, wait_for_outcome
 from worker.domain.fingerprints import fingerprint
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import CommandNotRouted, publish_command
+from worker.views import CommandRecord
 
 
 @click.group()
@@ -173,40 +174,60 @@ def _send(
     reused_id_possible: bool,
 ) -> None:
     topology = Topology(settings.namespace, settings.delivery_limit)
-    # A random id is new; an id given on the command line may have been used.
-    seen = _already_seen(settings, command) if reused_id_possible else None
-    try:
-        publish_command(settings.amqp_url, topology, command, correlation_id)
-    except CommandNotRouted as error:
-        raise click.ClickException(str(error)) from error
     if not wait:
+        # A random id is new; an id given on the command line may have been used.
+        if reused_id_possible:
+            with connect(settings, "cli", autocommit=True) as conn:
+                _already_seen(conn, command)
+        _publish(settings, topology, command, correlation_id)
         if as_json:
             print_json({"command_id": str(command.command_id), "published": True})
         else:
             click.echo(f"published {type(command).__name__} {command.command_id}")
         return
-    deliveries_before = seen.deliveries if seen else 0
+    # Connect before publishing: a database the CLI cannot reach must not leave a
+    # published command behind that the caller does not know of and may send again.
     with connect(settings, "cli", autocommit=True) as conn:
+        seen = _already_seen(conn, command) if reused_id_possible else None
+        _publish(settings, topology, command, correlation_id)
+        deliveries_before = seen.deliveries if seen else 0
         record = wait_for_outcome(
             conn, command.command_id, timeout, min_deliveries=deliveries_before + 1
         )
     if record is None:
         click.echo(f"no outcome for {command.command_id} after {timeout}s", err=True)
         sys.exit(ExitCode.TIMED_OUT)
-    if as_json:
-        print_json(record)
-    else:
-        again = "duplicate delivery, nothing changed; recorded outcome: " if seen else ""
-        reason = f" ({record.reason}: {record.detail})" if record.reason else ""
-        click.echo(f"{again}{record.outcome.value}{reason} command_id={record.command_id}")
+    _report(record, repeated=seen is not None, as_json=as_json)
     if record.outcome == CommandOutcome.REJECTED:
         sys.exit(ExitCode.REJECTED)
 
 
-def _already_seen(settings: Settings, command: Command) -> SeenCommand | None:
+def _publish(
+    settings: Settings, topology: Topology, command: Command, correlation_id: str | None
+) -> None:
+    try:
+        publish_command(settings.amqp_url, topology, command, correlation_id)
+    except CommandNotRouted as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _report(record: CommandRecord, *, repeated: bool, as_json: bool) -> None:
+    """Print what became of this delivery: a repeated id is a `duplicate` of its first outcome."""
+    if as_json:
+        data = record.model_dump(mode="json")
+        if repeated:
+            data["recorded_outcome"] = data["outcome"]
+            data["outcome"] = CommandOutcome.DUPLICATE.value
+        print_json(data)
+        return
+    again = "duplicate delivery, nothing changed; recorded outcome: " if repeated else ""
+    reason = f" ({record.reason}: {record.detail})" if record.reason else ""
+    click.echo(f"{again}{record.outcome.value}{reason} command_id={record.command_id}")
+
+
+def _already_seen(conn: Connection, command: Command) -> SeenCommand | None:
     """What the inbox knows of this command id; refuse to reuse it for other content."""
-    with connect(settings, "cli", autocommit=True) as conn:
-        seen = seen_command(conn, command.command_id)
+    seen = seen_command(conn, command.command_id)
     if seen is not None and seen.fingerprint != fingerprint(command):
         raise click.ClickException(
             f"command id {command.command_id} was already used for a command with other "

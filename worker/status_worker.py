@@ -120,6 +120,9 @@ class StatusWorker:
         dispositions: list[Disposition] = [
             item if isinstance(item, Poison) else _as_disposition(next(applied)) for item in decoded
         ]
+        # Logged once committed, so a lost ack still leaves a trace of what took effect.
+        for message, disposition in zip(batch, dispositions, strict=True):
+            _log_disposition(message, disposition)
         for message, disposition in zip(batch, dispositions, strict=True):
             if isinstance(disposition, Poison):
                 dead_letter(
@@ -132,8 +135,6 @@ class StatusWorker:
         publisher.confirm_all()
         # Everything is committed or safely dead-lettered: one ack covers the batch.
         batch[-1].ack(multiple=True)
-        for message, disposition in zip(batch, dispositions, strict=True):
-            _log_disposition(message, disposition)
 
     def _apply(
         self, commands: list[IncomingCommand], keepalive: Callable[[], None]
@@ -165,6 +166,12 @@ class StatusWorker:
                     raise
                 raise CommandFault(error) from error
 
+        try:
+            return list(retrying(attempt))
+        except CommandFault:
+            # A status retired since the workflow was read fails a foreign key;
+            # decided with the current workflow, it is a business rejection instead.
+            self._workflows.expire()
         try:
             return list(retrying(attempt))
         except CommandFault as fault:

@@ -216,18 +216,17 @@ def test_a_batch_that_cannot_commit_is_split_and_only_the_culprit_is_dead_letter
     db: Conn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The workflow changes under a running worker, whose cached copy still allows a move."""
-    # The worker keeps the workflow it read at start, as it would between refreshes.
-    slow = settings.model_copy(update={"batch_wait_ms": 300, "workflow_refresh_seconds": 3600})
-    start_workers("status-worker", with_settings=slow)
+    """An administrator adds a constraint that one order's move breaks; the worker cannot know."""
+    start_workers("status-worker", with_settings=settings.model_copy(update={"batch_wait_ms": 300}))
     doomed, fine = order_number(), order_number()
     for number in (doomed, fine):
         publish_command(settings.amqp_url, topology, create_order(number))
         publish_command(settings.amqp_url, topology, change_status(number, "in_progress"))
     eventually(lambda: counts(db) == (4, 4, 2))
-    # An administrator retires the 'processed' status while the worker runs.
-    db.execute("DELETE FROM order_status_transitions WHERE 'processed' IN (from_status, to_status)")
-    db.execute("DELETE FROM order_statuses WHERE code = 'processed'")
+    db.execute(
+        "ALTER TABLE orders ADD CONSTRAINT frozen_by_finance"
+        f" CHECK (order_number <> '{doomed}' OR status = 'in_progress')"
+    )
 
     to_processed = change_status(doomed, "processed")
     to_completed = change_status(fine, "completed")
@@ -235,7 +234,7 @@ def test_a_batch_that_cannot_commit_is_split_and_only_the_culprit_is_dead_letter
 
     [letter] = dead_letters.take(1)
     assert letter.headers["x-dead-letter-reason"] == "apply_failed"
-    assert "ForeignKeyViolation" in letter.headers["x-dead-letter-detail"]
+    assert "CheckViolation" in letter.headers["x-dead-letter-detail"]
     assert json.loads(letter.body)["command_id"] == str(to_processed.command_id)
     eventually(lambda: deliveries(db, to_completed.command_id) == 1)
     assert deliveries(db, to_processed.command_id) == 0
@@ -244,6 +243,38 @@ def test_a_batch_that_cannot_commit_is_split_and_only_the_culprit_is_dead_letter
     ).fetchall() == [(doomed, "in_progress"), (fine, "completed")]
     assert [r for r in caplog.records if r.getMessage().startswith("batch failed")]
     eventually(lambda: message_count(settings.amqp_url, topology.status_worker_queue) == 0)
+
+
+def test_a_status_retired_under_a_running_worker_is_rejected_not_dead_lettered(
+    settings: Settings,
+    topology: Topology,
+    events: QueueReader,
+    dead_letters: QueueReader,
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    """The worker's copy of the workflow still allows the move; the database no longer does."""
+    keeps_its_copy = settings.model_copy(update={"workflow_refresh_seconds": 3600})
+    start_workers("status-worker", "relay", with_settings=keeps_its_copy)
+    number = order_number()
+    publish_command(settings.amqp_url, topology, create_order(number))
+    publish_command(settings.amqp_url, topology, change_status(number, "in_progress"))
+    assert len(events.take(2)) == 2
+    db.execute("DELETE FROM order_status_transitions WHERE 'processed' IN (from_status, to_status)")
+    db.execute("DELETE FROM order_statuses WHERE code = 'processed'")
+
+    to_processed = change_status(number, "processed")
+    publish_command(settings.amqp_url, topology, to_processed)
+
+    [rejected] = events.take(1)
+    assert rejected.routing_key == "order.status.rejected"
+    assert rejected.json()["reason"] == "unknown_status"
+    assert db.execute(
+        "SELECT outcome, reason FROM processed_commands WHERE command_id = %s",
+        (to_processed.command_id,),
+    ).fetchone() == ("rejected", "unknown_status")
+    assert db.execute("SELECT status FROM orders").fetchone() == ("in_progress",)
+    assert dead_letters.drain() == []
 
 
 def test_a_read_only_database_holds_commands_instead_of_dead_lettering_them(

@@ -1,6 +1,7 @@
 """Read the workflow from its tables, the one source of truth for every worker."""
 
 import logging
+import math
 import time
 
 from psycopg import errors
@@ -66,3 +67,7 @@ class WorkflowCache:
             return self._workflow
         self._workflow, self._loaded_at = workflow, time.monotonic()
         return workflow
+
+    def expire(self) -> None:
+        """Read the workflow again on the next use, for a decision that may have been stale."""
+        self._loaded_at = -math.inf

@@ -7,12 +7,12 @@ from uuid import uuid4
 import psycopg
 import pytest
 from psycopg import errors
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.support.servers import Servers
 from tests.support.workflow_spec import ALL_PAIRS, ALLOWED, STATUSES
-from worker.config import REPO_MIGRATIONS
-from worker.db.migrate import migrate, pending_migrations
+from worker.config import REPO_MIGRATIONS, Settings
+from worker.db.migrate import create_database_if_missing, migrate, pending_migrations
 from worker.db.workflow_store import SchemaMissing, load_workflow
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -29,6 +29,23 @@ def test_migrate_creates_the_database_and_is_idempotent(servers: Servers) -> Non
     finally:
         with psycopg.connect(servers.postgres_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrate_reaches_only_its_own_database_once_it_exists(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A role allowed into its own database only (as on managed servers) can migrate."""
+    url = settings.database_url
+    reached: list[str] = []
+    real_connect = psycopg.connect
+
+    def recording_connect(conninfo: str = "", **kwargs: Any) -> Any:
+        reached.append(str(conninfo_to_dict(conninfo).get("dbname")))
+        return real_connect(conninfo, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", recording_connect)
+    assert create_database_if_missing(url) is False
+    assert reached == [conninfo_to_dict(url)["dbname"]]
 
 
 def test_workers_refuse_an_unmigrated_database(servers: Servers) -> None:

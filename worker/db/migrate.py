@@ -48,11 +48,21 @@ def yoyo_url(database_url: str) -> str:
 
 
 def create_database_if_missing(database_url: str) -> bool:
-    """Create the database the URL names, connecting to `postgres` to do it; True if created."""
+    """Create the database the URL names, connecting to `postgres` to do it; True if created.
+
+    The database itself is tried first, so a role that may reach only its own
+    database (as on many managed servers) can still migrate it.
+    """
     params = conninfo_to_dict(database_url)
     name = str(params.get("dbname") or "")
     if not name:
         raise ValueError(f"the database URL names no database: {database_url!r}")
+    try:
+        psycopg.connect(database_url, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        pass  # missing, or unreachable: the maintenance database tells which
+    else:
+        return False
     maintenance = make_conninfo(database_url, dbname="postgres")
     with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
         exists = conn.execute(DATABASE_EXISTS, {"name": name}).fetchone()

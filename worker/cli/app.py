@@ -8,6 +8,7 @@ import pika.exceptions
 import psycopg
 from pydantic import ValidationError
 
+from worker.cli.bench import bench
 from worker.cli.demo import demo
 from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
@@ -52,5 +53,5 @@ def main(ctx: click.Context) -> None:
         raise click.UsageError(f"invalid configuration in the environment:\n{error}") from error
 
 
-for command in (migrate, declare, run, publish, orders, commands, statuses, demo):
+for command in (migrate, declare, run, publish, orders, commands, statuses, demo, bench):
     main.add_command(command)

@@ -1,46 +1,47 @@
 """The append-only audit trail: one row per status change, registration included."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from psycopg import Cursor
 
-from worker.domain.incoming import IncomingCommand
+from worker.domain.batch import HistoryEntry
 
 INSERT_HISTORY = """
 INSERT INTO order_status_history (
     order_number, from_status, to_status, version, actor, reason, changed_at,
     command_id, correlation_id
-) VALUES (
-    %(order_number)s, %(from_status)s, %(to_status)s, %(version)s, %(actor)s, %(reason)s,
-    %(now)s, %(command_id)s, %(correlation_id)s
 )
+SELECT order_number, from_status, to_status, version, actor, reason, %(now)s,
+       command_id, correlation_id
+FROM unnest(
+    %(order_number)s::text[], %(from_status)s::text[], %(to_status)s::text[],
+    %(version)s::integer[], %(actor)s::text[], %(reason)s::text[], %(command_id)s::uuid[],
+    %(correlation_id)s::text[]
+) WITH ORDINALITY AS entry (
+    order_number, from_status, to_status, version, actor, reason, command_id, correlation_id,
+    position
+)
+ORDER BY position
 """
 
 
-def append_history(
-    cur: Cursor[Any],
-    incoming: IncomingCommand,
-    *,
-    from_status: str | None,
-    to_status: str,
-    version: int,
-    actor: str,
-    reason: str | None,
-    now: datetime,
-) -> None:
-    """Record who moved the order from where to where, when, why and by which command."""
+def append_all(cur: Cursor[Any], entries: Sequence[HistoryEntry], now: datetime) -> None:
+    """Record who moved each order from where to where, when, why and by which command."""
+    if not entries:
+        return
     cur.execute(
         INSERT_HISTORY,
         {
-            "order_number": incoming.command.order_number,
-            "from_status": from_status,
-            "to_status": to_status,
-            "version": version,
-            "actor": actor,
-            "reason": reason,
+            "order_number": [e.incoming.command.order_number for e in entries],
+            "from_status": [e.from_status for e in entries],
+            "to_status": [e.to_status for e in entries],
+            "version": [e.version for e in entries],
+            "actor": [e.actor for e in entries],
+            "reason": [e.reason for e in entries],
+            "command_id": [e.incoming.command.command_id for e in entries],
+            "correlation_id": [e.incoming.correlation for e in entries],
             "now": now,
-            "command_id": incoming.command.command_id,
-            "correlation_id": incoming.correlation,
         },
     )

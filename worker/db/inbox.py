@@ -1,75 +1,93 @@
 """The inbox: every command id ever processed, with its outcome and delivery count."""
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import Cursor
 
 from contracts import CommandOutcome, RejectionReason
-from worker.domain.incoming import IncomingCommand
-from worker.domain.outcomes import ApplyResult
+from worker.db.errors import ConcurrentClaim
+from worker.domain.batch import Claim, RecordedCommand
 
-CLAIM_COMMAND = """
+SELECT_RECORDED = """
+SELECT command_id, outcome, reason, detail, fingerprint
+FROM processed_commands WHERE command_id = ANY(%(ids)s::uuid[])
+"""
+
+CLAIM_COMMANDS = """
 INSERT INTO processed_commands (
     command_id, command_type, order_number, outcome, reason, detail,
     fingerprint, correlation_id, message_id, processed_at, last_seen_at
-) VALUES (
-    %(command_id)s, %(command_type)s, %(order_number)s, %(outcome)s, %(reason)s, %(detail)s,
-    %(fingerprint)s, %(correlation_id)s, %(message_id)s, %(now)s, %(now)s
+)
+SELECT command_id, command_type, order_number, outcome, reason, detail,
+       fingerprint, correlation_id, message_id, %(now)s, %(now)s
+FROM unnest(
+    %(command_id)s::uuid[], %(command_type)s::text[], %(order_number)s::text[],
+    %(outcome)s::text[], %(reason)s::text[], %(detail)s::text[], %(fingerprint)s::text[],
+    %(correlation_id)s::text[], %(message_id)s::text[]
+) AS claim (
+    command_id, command_type, order_number, outcome, reason, detail, fingerprint,
+    correlation_id, message_id
 )
 ON CONFLICT (command_id) DO NOTHING
 RETURNING command_id
 """
 
-RECORD_REDELIVERY = """
+COUNT_REDELIVERIES = """
 UPDATE processed_commands
-SET deliveries = deliveries + 1, last_seen_at = %(now)s
-WHERE command_id = %(command_id)s
-RETURNING outcome, reason, detail, fingerprint
+SET deliveries = deliveries + seen.times, last_seen_at = %(now)s
+FROM unnest(%(command_id)s::uuid[], %(times)s::integer[]) AS seen (command_id, times)
+WHERE processed_commands.command_id = seen.command_id
 """
 
 
-def claim(
-    cur: Cursor[Any],
-    incoming: IncomingCommand,
-    result: ApplyResult,
-    fingerprint: str,
-    now: datetime,
-) -> bool:
-    """Record the command and its outcome; False if its id was already recorded."""
-    claimed = cur.execute(
-        CLAIM_COMMAND,
+def recorded(cur: Cursor[Any], command_ids: Sequence[UUID]) -> dict[UUID, RecordedCommand]:
+    """What the inbox already holds for any of `command_ids`."""
+    return {
+        command_id: RecordedCommand(
+            outcome=CommandOutcome(outcome),
+            reason=RejectionReason(reason) if reason else None,
+            detail=detail,
+            fingerprint=content,
+        )
+        for command_id, outcome, reason, detail, content in cur.execute(
+            SELECT_RECORDED, {"ids": list(command_ids)}
+        )
+    }
+
+
+def claim_all(cur: Cursor[Any], claims: Sequence[Claim], now: datetime) -> None:
+    """Record each command with its outcome; raise ConcurrentClaim if one was taken meanwhile."""
+    if not claims:
+        return
+    results = [claim.result for claim in claims]
+    rows = cur.execute(
+        CLAIM_COMMANDS,
         {
-            "command_id": result.command_id,
-            "command_type": type(incoming.command).__name__,
-            "order_number": result.order_number,
-            "outcome": result.outcome.value,
-            "reason": result.reason.value if result.reason else None,
-            "detail": result.detail,
-            "fingerprint": fingerprint,
-            "correlation_id": incoming.correlation,
-            "message_id": incoming.message_id,
+            "command_id": [result.command_id for result in results],
+            "command_type": [type(claim.incoming.command).__name__ for claim in claims],
+            "order_number": [result.order_number for result in results],
+            "outcome": [result.outcome.value for result in results],
+            "reason": [result.reason.value if result.reason else None for result in results],
+            "detail": [result.detail for result in results],
+            "fingerprint": [claim.fingerprint for claim in claims],
+            "correlation_id": [claim.incoming.correlation for claim in claims],
+            "message_id": [claim.incoming.message_id for claim in claims],
             "now": now,
         },
-    ).fetchone()
-    return claimed is not None
+    ).fetchall()
+    if len(rows) < len(claims):
+        raise ConcurrentClaim(f"{len(claims) - len(rows)} command ids were recorded meanwhile")
 
 
-def record_redelivery(
-    cur: Cursor[Any], incoming: IncomingCommand, fingerprint: str, now: datetime
-) -> ApplyResult:
-    """Count one more delivery of a known command and return its recorded outcome."""
-    command = incoming.command
-    row = cur.execute(RECORD_REDELIVERY, {"command_id": command.command_id, "now": now}).fetchone()
-    if row is None:
-        raise RuntimeError(f"command {command.command_id} vanished from the inbox")
-    outcome, reason, detail, recorded_fingerprint = row
-    return ApplyResult(
-        command_id=command.command_id,
-        order_number=command.order_number,
-        outcome=CommandOutcome(outcome),
-        reason=RejectionReason(reason) if reason else None,
-        detail=detail,
-        redelivered=True,
-        content_conflict=recorded_fingerprint != fingerprint,
-    )
+def count_redeliveries(cur: Cursor[Any], times: Counter[UUID], now: datetime) -> None:
+    """Count the further deliveries of commands the inbox already holds."""
+    if times:
+        ids = list(times)
+        cur.execute(
+            COUNT_REDELIVERIES,
+            {"command_id": ids, "times": [times[command_id] for command_id in ids], "now": now},
+        )

@@ -5,13 +5,13 @@ relay, holding a session advisory lock so only one relay publishes, reads the
 unpublished rows in id order and marks them once the broker has confirmed.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor, sql
-from psycopg.types.json import Jsonb
 
 from contracts import EVENTS_BY_TYPE, Event
 from worker.db.connection import Connection
@@ -26,10 +26,17 @@ RELAY_LOCK = "order-status:outbox-relay"
 INSERT_OUTBOX = """
 INSERT INTO outbox (
     event_id, routing_key, message_type, payload, order_number, command_id, correlation_id
-) VALUES (
-    %(event_id)s, %(routing_key)s, %(message_type)s, %(payload)s, %(order_number)s,
-    %(command_id)s, %(correlation_id)s
 )
+SELECT event_id, routing_key, message_type, payload::jsonb, order_number, command_id,
+       correlation_id
+FROM unnest(
+    %(event_id)s::uuid[], %(routing_key)s::text[], %(message_type)s::text[], %(payload)s::text[],
+    %(order_number)s::text[], %(command_id)s::uuid[], %(correlation_id)s::text[]
+) WITH ORDINALITY AS event (
+    event_id, routing_key, message_type, payload, order_number, command_id, correlation_id,
+    position
+)
+ORDER BY position
 """
 
 NOTIFY_RELAY = "SELECT pg_notify(%(channel)s, '')"
@@ -63,19 +70,21 @@ class PendingEvent:
     created_at: datetime
 
 
-def enqueue(cur: Cursor[Any], event: Event, incoming: IncomingCommand) -> None:
-    """Write `event` to the outbox; the relay publishes it after this transaction commits."""
-    kind = EVENTS_BY_TYPE[type(event).__name__]
+def enqueue_all(cur: Cursor[Any], events: Sequence[tuple[Event, IncomingCommand]]) -> None:
+    """Write `events` to the outbox in this order; the relay publishes them after the commit."""
+    if not events:
+        return
+    kinds = [EVENTS_BY_TYPE[type(event).__name__] for event, _ in events]
     cur.execute(
         INSERT_OUTBOX,
         {
-            "event_id": event.event_id,
-            "routing_key": kind.routing_key,
-            "message_type": kind.type_name,
-            "payload": Jsonb(event.model_dump(mode="json")),
-            "order_number": incoming.command.order_number,
-            "command_id": incoming.command.command_id,
-            "correlation_id": incoming.correlation,
+            "event_id": [event.event_id for event, _ in events],
+            "routing_key": [kind.routing_key for kind in kinds],
+            "message_type": [kind.type_name for kind in kinds],
+            "payload": [event.model_dump_json() for event, _ in events],
+            "order_number": [incoming.command.order_number for _, incoming in events],
+            "command_id": [incoming.command.command_id for _, incoming in events],
+            "correlation_id": [incoming.correlation for _, incoming in events],
         },
     )
 

@@ -30,9 +30,10 @@ from worker.domain.workflow import Workflow
 LOCK_ORDERS = """
 SELECT order_number, status, version, amount, currency, customer_id, customer_type, order_date,
        creation_fingerprint
-FROM orders WHERE order_number = ANY(%(numbers)s::text[])
+FROM unnest(%(numbers)b::text[]) AS wanted (order_number)
+JOIN orders USING (order_number)
 ORDER BY order_number
-FOR UPDATE
+FOR UPDATE OF orders
 """
 
 INSERT_ORDERS = """
@@ -43,9 +44,9 @@ INSERT INTO orders (
 SELECT order_number, customer_id, customer_name, customer_type, amount, currency, order_date,
        status, 1, creation_fingerprint, %(now)s, %(now)s
 FROM unnest(
-    %(order_number)s::text[], %(customer_id)s::text[], %(customer_name)s::text[],
-    %(customer_type)s::text[], %(amount)s::numeric[], %(currency)s::text[],
-    %(order_date)s::date[], %(status)s::text[], %(creation_fingerprint)s::text[]
+    %(order_number)b::text[], %(customer_id)b::text[], %(customer_name)b::text[],
+    %(customer_type)b::text[], %(amount)b::numeric[], %(currency)b::text[],
+    %(order_date)b::date[], %(status)b::text[], %(creation_fingerprint)b::text[]
 ) AS new (
     order_number, customer_id, customer_name, customer_type, amount, currency, order_date,
     status, creation_fingerprint
@@ -57,14 +58,14 @@ RETURNING order_number
 INSERT_ORDER_LINES = """
 INSERT INTO order_lines (order_number, line_no, sku, name, quantity, unit_price)
 SELECT * FROM unnest(
-    %(order_number)s::text[], %(line_no)s::integer[], %(sku)s::text[], %(name)s::text[],
-    %(quantity)s::integer[], %(unit_price)s::numeric[]
+    %(order_number)b::text[], %(line_no)b::integer[], %(sku)b::text[], %(name)b::text[],
+    %(quantity)b::integer[], %(unit_price)b::numeric[]
 )
 """
 
 MOVE_ORDERS = """
 UPDATE orders SET status = moved.status, version = moved.version, updated_at = %(now)s
-FROM unnest(%(order_number)s::text[], %(status)s::text[], %(version)s::integer[])
+FROM unnest(%(order_number)b::text[], %(status)b::text[], %(version)b::integer[])
     AS moved (order_number, status, version)
 WHERE orders.order_number = moved.order_number
 """
@@ -75,39 +76,39 @@ def apply_commands(
 ) -> list[ApplyResult]:
     """Apply `batch` in arrival order in one transaction; return one result per command."""
     now = datetime.now(UTC)
-    with conn.transaction(), conn.cursor() as cur:
-        orders = _lock_orders(cur, sorted({incoming.command.order_number for incoming in batch}))
-        recorded = inbox.recorded(cur, [incoming.command.command_id for incoming in batch])
-        plan = plan_batch(batch, orders, recorded, workflow, now)
-        _write(cur, plan, now)
+    with conn.transaction(), conn.cursor() as orders, conn.cursor() as known:
+        with conn.pipeline():
+            orders.execute(
+                LOCK_ORDERS,
+                {"numbers": sorted({incoming.command.order_number for incoming in batch})},
+            )
+            inbox.send_recorded_query(known, [incoming.command.command_id for incoming in batch])
+        plan = plan_batch(batch, _known_orders(orders), inbox.recorded(known), workflow, now)
+        _write(conn, plan, now)
     return plan.results
 
 
-def _write(cur: Cursor[Any], plan: BatchPlan, now: datetime) -> None:
-    inbox.claim_all(cur, plan.claims, now)
-    inbox.count_redeliveries(cur, plan.redeliveries, now)
-    _register_orders(cur, plan.registrations, now)
-    if plan.moves:
-        numbers = list(plan.moves)
-        cur.execute(
-            MOVE_ORDERS,
-            {
-                "order_number": numbers,
-                "status": [plan.moves[number][0] for number in numbers],
-                "version": [plan.moves[number][1] for number in numbers],
-                "now": now,
-            },
-        )
-    history.append_all(cur, plan.history, now)
-    outbox.enqueue_all(cur, plan.events)
-    if plan.events:
-        outbox.notify_relay(cur)
+def _write(conn: Connection, plan: BatchPlan, now: datetime) -> None:
+    """Send every write in one go (pipeline mode), then check what the inserts returned."""
+    with conn.cursor() as claims, conn.cursor() as registered, conn.cursor() as cur:
+        with conn.pipeline():
+            inbox.claim_all(claims, plan.claims, now)
+            _register_orders(registered, plan.registrations, now)
+            inbox.count_redeliveries(cur, plan.redeliveries, now)
+            _insert_lines(cur, plan.registrations)
+            _move_orders(cur, plan.moves, now)
+            history.append_all(cur, plan.history, now)
+            outbox.enqueue_all(cur, plan.events)
+            if plan.events:
+                outbox.notify_relay(cur)
+        inbox.check_claimed(claims, plan.claims)
+        _check_registered(registered, plan.registrations)
 
 
-def _lock_orders(cur: Cursor[Any], numbers: list[str]) -> dict[str, KnownOrder]:
-    """Lock the batch's orders, always in the same order so two batches cannot deadlock."""
+def _known_orders(cur: Cursor[Any]) -> dict[str, KnownOrder]:
+    """The batch's orders as locked, by order number."""
     orders = {}
-    for row in cur.execute(LOCK_ORDERS, {"numbers": numbers}):
+    for row in cur:
         number, status, version, amount, currency, customer_id, customer_type, order_date = row[:8]
         orders[number] = KnownOrder(
             status=status,
@@ -124,11 +125,25 @@ def _lock_orders(cur: Cursor[Any], numbers: list[str]) -> dict[str, KnownOrder]:
     return orders
 
 
+def _move_orders(cur: Cursor[Any], moves: dict[str, tuple[str, int]], now: datetime) -> None:
+    if moves:
+        numbers = list(moves)
+        cur.execute(
+            MOVE_ORDERS,
+            {
+                "order_number": numbers,
+                "status": [moves[number][0] for number in numbers],
+                "version": [moves[number][1] for number in numbers],
+                "now": now,
+            },
+        )
+
+
 def _register_orders(cur: Cursor[Any], registrations: list[Registration], now: datetime) -> None:
     if not registrations:
         return
     commands = [registration.command for registration in registrations]
-    inserted = cur.execute(
+    cur.execute(
         INSERT_ORDERS,
         {
             "order_number": [c.order_number for c in commands],
@@ -142,14 +157,24 @@ def _register_orders(cur: Cursor[Any], registrations: list[Registration], now: d
             "creation_fingerprint": [r.creation_fingerprint for r in registrations],
             "now": now,
         },
-    ).fetchall()
-    if len(inserted) < len(registrations):
-        taken = {c.order_number for c in commands} - {number for (number,) in inserted}
+    )
+
+
+def _check_registered(cur: Cursor[Any], registrations: list[Registration]) -> None:
+    """Raise ConcurrentRegistration if another transaction registered one of these first."""
+    if not registrations:
+        return
+    inserted = {number for (number,) in cur.fetchall()}
+    taken = {r.command.order_number for r in registrations} - inserted
+    if taken:
         raise ConcurrentRegistration(", ".join(sorted(taken)))
+
+
+def _insert_lines(cur: Cursor[Any], registrations: list[Registration]) -> None:
     lines = [
-        (command.order_number, n, line)
-        for command in commands
-        for n, line in enumerate(command.lines, start=1)
+        (r.command.order_number, n, line)
+        for r in registrations
+        for n, line in enumerate(r.command.lines, start=1)
     ]
     if lines:
         cur.execute(

@@ -16,9 +16,9 @@ INSERT INTO order_status_history (
 SELECT order_number, from_status, to_status, version, actor, reason, %(now)s,
        command_id, correlation_id
 FROM unnest(
-    %(order_number)s::text[], %(from_status)s::text[], %(to_status)s::text[],
-    %(version)s::integer[], %(actor)s::text[], %(reason)s::text[], %(command_id)s::uuid[],
-    %(correlation_id)s::text[]
+    %(order_number)b::text[], %(from_status)b::text[], %(to_status)b::text[],
+    %(version)b::integer[], %(actor)b::text[], %(reason)b::text[], %(command_id)b::uuid[],
+    %(correlation_id)b::text[]
 ) WITH ORDINALITY AS entry (
     order_number, from_status, to_status, version, actor, reason, command_id, correlation_id,
     position

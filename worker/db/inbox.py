@@ -14,7 +14,8 @@ from worker.domain.batch import Claim, RecordedCommand
 
 SELECT_RECORDED = """
 SELECT command_id, outcome, reason, detail, fingerprint
-FROM processed_commands WHERE command_id = ANY(%(ids)s::uuid[])
+FROM unnest(%(ids)b::uuid[]) AS wanted (command_id)
+JOIN processed_commands USING (command_id)
 """
 
 CLAIM_COMMANDS = """
@@ -25,9 +26,9 @@ INSERT INTO processed_commands (
 SELECT command_id, command_type, order_number, outcome, reason, detail,
        fingerprint, correlation_id, message_id, %(now)s, %(now)s
 FROM unnest(
-    %(command_id)s::uuid[], %(command_type)s::text[], %(order_number)s::text[],
-    %(outcome)s::text[], %(reason)s::text[], %(detail)s::text[], %(fingerprint)s::text[],
-    %(correlation_id)s::text[], %(message_id)s::text[]
+    %(command_id)b::uuid[], %(command_type)b::text[], %(order_number)b::text[],
+    %(outcome)b::text[], %(reason)b::text[], %(detail)b::text[], %(fingerprint)b::text[],
+    %(correlation_id)b::text[], %(message_id)b::text[]
 ) AS claim (
     command_id, command_type, order_number, outcome, reason, detail, fingerprint,
     correlation_id, message_id
@@ -39,13 +40,18 @@ RETURNING command_id
 COUNT_REDELIVERIES = """
 UPDATE processed_commands
 SET deliveries = deliveries + seen.times, last_seen_at = %(now)s
-FROM unnest(%(command_id)s::uuid[], %(times)s::integer[]) AS seen (command_id, times)
+FROM unnest(%(command_id)b::uuid[], %(times)b::integer[]) AS seen (command_id, times)
 WHERE processed_commands.command_id = seen.command_id
 """
 
 
-def recorded(cur: Cursor[Any], command_ids: Sequence[UUID]) -> dict[UUID, RecordedCommand]:
-    """What the inbox already holds for any of `command_ids`."""
+def send_recorded_query(cur: Cursor[Any], command_ids: Sequence[UUID]) -> None:
+    """Ask what the inbox already holds for any of `command_ids`; read it with `recorded`."""
+    cur.execute(SELECT_RECORDED, {"ids": list(command_ids)})
+
+
+def recorded(cur: Cursor[Any]) -> dict[UUID, RecordedCommand]:
+    """The answer to `send_recorded_query`, by command id."""
     return {
         command_id: RecordedCommand(
             outcome=CommandOutcome(outcome),
@@ -53,18 +59,16 @@ def recorded(cur: Cursor[Any], command_ids: Sequence[UUID]) -> dict[UUID, Record
             detail=detail,
             fingerprint=content,
         )
-        for command_id, outcome, reason, detail, content in cur.execute(
-            SELECT_RECORDED, {"ids": list(command_ids)}
-        )
+        for command_id, outcome, reason, detail, content in cur
     }
 
 
 def claim_all(cur: Cursor[Any], claims: Sequence[Claim], now: datetime) -> None:
-    """Record each command with its outcome; raise ConcurrentClaim if one was taken meanwhile."""
+    """Record each command with its outcome; `check_claimed` then confirms none was taken."""
     if not claims:
         return
     results = [claim.result for claim in claims]
-    rows = cur.execute(
+    cur.execute(
         CLAIM_COMMANDS,
         {
             "command_id": [result.command_id for result in results],
@@ -78,9 +82,13 @@ def claim_all(cur: Cursor[Any], claims: Sequence[Claim], now: datetime) -> None:
             "message_id": [claim.incoming.message_id for claim in claims],
             "now": now,
         },
-    ).fetchall()
-    if len(rows) < len(claims):
-        raise ConcurrentClaim(f"{len(claims) - len(rows)} command ids were recorded meanwhile")
+    )
+
+
+def check_claimed(cur: Cursor[Any], claims: Sequence[Claim]) -> None:
+    """Raise ConcurrentClaim if another transaction recorded one of these ids meanwhile."""
+    if claims and len(cur.fetchall()) < len(claims):
+        raise ConcurrentClaim("a command id of this batch was recorded by another transaction")
 
 
 def count_redeliveries(cur: Cursor[Any], times: Counter[UUID], now: datetime) -> None:

@@ -30,8 +30,8 @@ INSERT INTO outbox (
 SELECT event_id, routing_key, message_type, payload::jsonb, order_number, command_id,
        correlation_id
 FROM unnest(
-    %(event_id)s::uuid[], %(routing_key)s::text[], %(message_type)s::text[], %(payload)s::text[],
-    %(order_number)s::text[], %(command_id)s::uuid[], %(correlation_id)s::text[]
+    %(event_id)b::uuid[], %(routing_key)b::text[], %(message_type)b::text[], %(payload)b::text[],
+    %(order_number)b::text[], %(command_id)b::uuid[], %(correlation_id)b::text[]
 ) WITH ORDINALITY AS event (
     event_id, routing_key, message_type, payload, order_number, command_id, correlation_id,
     position

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     batch_size: PositiveInt = Field(default=100, description="Commands applied per transaction.")
     batch_wait_ms: PositiveInt = Field(
-        default=10, description="How long a started batch waits for more commands."
+        default=5, description="How long a started batch waits for more commands."
     )
     delivery_limit: PositiveInt = Field(
         default=20, description="Deliveries of one message before the queue dead-letters it."

@@ -7,6 +7,7 @@ generator is a third process; this one observes the events and keeps time.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,7 @@ class BenchResult:
     verdict: Verdict
     nacked: int
     namespace: str
+    database: str
     ceiling: Ceiling | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +124,8 @@ class BenchResult:
             "event_repeats": self.observed.repeats,
             "broker_nacks": self.nacked,
             "settings": self.settings,
+            "namespace": self.namespace,
+            "database": self.database,
             "check": {"passed": self.passed, "problems": self.verdict.problems},
         }
 
@@ -139,7 +143,7 @@ def run_bench(
     )
     topology = Topology(namespace, settings.delivery_limit)
     with _scratch(bench_settings, topology, options.keep) as workdir:
-        progress(f"database {params['dbname']}, namespace {namespace}")
+        progress(f"database {params['dbname']}, namespace {namespace}, worker logs in {workdir}")
         migrate(database_url, settings.migrations_dir)
         connect_declared(bench_settings, "bench", topology).release()
         with psycopg.connect(database_url, autocommit=True) as connection:
@@ -208,6 +212,7 @@ def run_bench(
             verdict=verdict,
             nacked=nacked,
             namespace=namespace,
+            database=str(params["dbname"]),
             ceiling=ceiling,
             settings={"batch_size": settings.batch_size, "batch_wait_ms": settings.batch_wait_ms},
         )
@@ -280,13 +285,17 @@ def _stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, floa
 
 @contextmanager
 def _scratch(settings: Settings, topology: Topology, keep: bool) -> Iterator[Path]:
-    """A temporary folder for plans and logs; the run's database and topology go after."""
-    with tempfile.TemporaryDirectory(prefix="order-status-bench-") as workdir:
-        try:
-            yield Path(workdir)
-        finally:
-            if not keep:
-                _drop(settings, topology)
+    """A folder for plans and worker logs; it, the database and the topology go after.
+
+    With `keep`, all three stay for inspection.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="order-status-bench-"))
+    try:
+        yield workdir
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+            _drop(settings, topology)
 
 
 def _drop(settings: Settings, topology: Topology) -> None:

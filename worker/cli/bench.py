@@ -34,7 +34,9 @@ from worker.config import Settings
     help="Offered load in commands per second (default: as fast as the broker takes them).",
 )
 @click.option("--ceiling/--no-ceiling", default=True, help="Also measure the raw ceilings.")
-@click.option("--keep", is_flag=True, help="Keep the run's database and queues for inspection.")
+@click.option(
+    "--keep", is_flag=True, help="Keep the run's database, queues and worker logs for inspection."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def bench(

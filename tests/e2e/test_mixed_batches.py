@@ -5,7 +5,6 @@ from typing import Any
 import psycopg
 
 from contracts import Command
-
 from tests.support.broker import QueueReader, publish_raw
 from tests.support.commands import change_status, create_order, order_number
 from worker.config import Settings

@@ -112,7 +112,8 @@ def test_a_repeat_within_the_batch_is_a_redelivery_that_changes_nothing() -> Non
         False,
     )
     assert len(plan.claims) == 1
-    assert plan.redeliveries == {move.command_id: 1}
+    assert plan.deliveries == {move.command_id: 2}
+    assert plan.redeliveries == {}
     assert len(plan.history) == 1
     assert len(plan.events) == 1
 
@@ -131,6 +132,7 @@ def test_a_command_the_inbox_already_holds_is_answered_from_the_inbox() -> None:
 
     [result] = plan.results
     assert (result.outcome, result.redelivered) == (CommandOutcome.APPLIED, True)
+    assert plan.redeliveries == {move.command_id: 1}
     assert plan.claims == []
     assert plan.history == []
     assert plan.events == []

@@ -5,41 +5,19 @@ relay, holding a session advisory lock so only one relay publishes, reads the
 unpublished rows in id order and marks them once the broker has confirmed.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from psycopg import Cursor, sql
+from psycopg import sql
 
-from contracts import EVENTS_BY_TYPE, Event
 from worker.db.connection import Connection
-from worker.domain.incoming import IncomingCommand
 
 OUTBOX_CHANNEL = "order_status_outbox"
 """PostgreSQL NOTIFY channel that wakes the relay when events were written."""
 
 RELAY_LOCK = "order-status:outbox-relay"
 """Advisory lock held by the one relay that publishes."""
-
-INSERT_OUTBOX = """
-INSERT INTO outbox (
-    event_id, routing_key, message_type, payload, order_number, command_id, correlation_id
-)
-SELECT event_id, routing_key, message_type, payload::jsonb, order_number, command_id,
-       correlation_id
-FROM unnest(
-    %(event_id)b::uuid[], %(routing_key)b::text[], %(message_type)b::text[], %(payload)b::text[],
-    %(order_number)b::text[], %(command_id)b::uuid[], %(correlation_id)b::text[]
-) WITH ORDINALITY AS event (
-    event_id, routing_key, message_type, payload, order_number, command_id, correlation_id,
-    position
-)
-ORDER BY position
-"""
-
-NOTIFY_RELAY = "SELECT pg_notify(%(channel)s, '')"
 
 TRY_RELAY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(lock)s))"
 
@@ -68,30 +46,6 @@ class PendingEvent:
     command_id: UUID
     correlation_id: str | None
     created_at: datetime
-
-
-def enqueue_all(cur: Cursor[Any], events: Sequence[tuple[Event, IncomingCommand]]) -> None:
-    """Write `events` to the outbox in this order; the relay publishes them after the commit."""
-    if not events:
-        return
-    kinds = [EVENTS_BY_TYPE[type(event).__name__] for event, _ in events]
-    cur.execute(
-        INSERT_OUTBOX,
-        {
-            "event_id": [event.event_id for event, _ in events],
-            "routing_key": [kind.routing_key for kind in kinds],
-            "message_type": [kind.type_name for kind in kinds],
-            "payload": [event.model_dump_json() for event, _ in events],
-            "order_number": [incoming.command.order_number for _, incoming in events],
-            "command_id": [incoming.command.command_id for _, incoming in events],
-            "correlation_id": [incoming.correlation for _, incoming in events],
-        },
-    )
-
-
-def notify_relay(cur: Cursor[Any]) -> None:
-    """Wake the relay when the current transaction commits."""
-    cur.execute(NOTIFY_RELAY, {"channel": OUTBOX_CHANNEL})
 
 
 def try_relay_lock(conn: Connection) -> bool:

@@ -96,7 +96,10 @@ class BatchPlan:
 
     results: list[ApplyResult] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
+    deliveries: Counter[UUID] = field(default_factory=Counter)
+    """How often each claimed command id arrived in this batch (repeats included)."""
     redeliveries: Counter[UUID] = field(default_factory=Counter)
+    """Further deliveries of command ids the inbox held before this batch."""
     registrations: list[Registration] = field(default_factory=list)
     moves: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Each moved order's final status and version."""
@@ -131,6 +134,7 @@ class _Planner:
         self.plan = BatchPlan()
         self._orders = orders
         self._recorded = recorded
+        self._recorded_before = set(recorded)
         self._workflow = workflow
         self._now = now
 
@@ -139,7 +143,10 @@ class _Planner:
         content = fingerprint(command)
         known = self._recorded.get(command.command_id)
         if known is not None:
-            self.plan.redeliveries[command.command_id] += 1
+            if command.command_id in self._recorded_before:
+                self.plan.redeliveries[command.command_id] += 1
+            else:
+                self.plan.deliveries[command.command_id] += 1
             return ApplyResult(
                 command_id=command.command_id,
                 order_number=command.order_number,
@@ -157,6 +164,7 @@ class _Planner:
             result.outcome, result.reason, result.detail, content
         )
         self.plan.claims.append(Claim(incoming, result, content))
+        self.plan.deliveries[command.command_id] = 1
         return result
 
     def _change_status(self, incoming: IncomingCommand, command: ChangeOrderStatus) -> ApplyResult:

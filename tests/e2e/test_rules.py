@@ -142,6 +142,10 @@ def test_a_large_order_goes_to_review_with_a_task_and_a_notification(
         "applied",
     )
     assert [task["title"] for task in detail["tasks"]] == ["审核大额订单"]
+    as_text = CliRunner().invoke(main, ["orders", "show", number], env=env)
+    assert as_text.exit_code == 0, as_text.output
+    for shown_text in ("rule firings", "large-order-review", "amount=20000.0", "审核大额订单"):
+        assert shown_text in as_text.output
 
 
 def test_a_small_order_fires_nothing(
@@ -274,3 +278,68 @@ def test_a_time_based_rule_fires_once_per_stay(
         (first,),
     ).fetchall()
     assert stayed_hours >= 1 / 3600
+
+
+FAILING_ACTION = """
+rules:
+  - name: impossible
+    trigger: order.created
+    actions:
+      - set_status: completed
+      - create_task: {title: still created, assignee: someone}
+  - name: independent
+    trigger: order.created
+    actions: [{create_task: {title: from another rule, assignee: someone}}]
+"""
+
+
+def test_a_failing_action_is_recorded_and_other_rules_still_run(
+    settings: Settings,
+    topology: Topology,
+    with_rules: Callable[..., Settings],
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    start_workers(with_settings=with_rules(FAILING_ACTION))
+    number = order_number()
+    publish_command(settings.amqp_url, topology, create_order(number))
+
+    eventually(lambda: len(tasks_of(db, number)) == 2)
+    actions = db.execute(
+        """SELECT a.rule_name, a.position, a.action, a.outcome, a.reason, a.detail
+           FROM rule_actions a JOIN rule_firings f USING (event_id, rule_name)
+           WHERE f.order_number = %s ORDER BY a.rule_name, a.position""",
+        (number,),
+    ).fetchall()
+    assert [row[:5] for row in actions] == [
+        ("impossible", 1, "set_status", "failed", "invalid_transition"),
+        ("impossible", 2, "create_task", "queued", None),
+        ("independent", 1, "create_task", "queued", None),
+    ]
+    assert "pending -> completed is not allowed" in actions[0][5]
+    assert order_row(db, number) == ("pending", 1)
+    assert db.execute("SELECT count(*) FROM outbox WHERE exchange = 'commands'").fetchone() == (0,)
+
+
+def test_an_unreadable_event_is_dead_lettered_by_the_rules_worker(
+    settings: Settings,
+    topology: Topology,
+    dead_letters: QueueReader,
+    with_rules: Callable[..., Settings],
+    start_workers: StartWorkers,
+) -> None:
+    start_workers("rules", with_settings=with_rules())
+    publish_raw(
+        settings.amqp_url,
+        topology.events_exchange,
+        "order.created",
+        b"{not json",
+        content_type="application/json",
+        type="OrderCreated",
+        message_id="broken-1",
+    )
+    [copy] = dead_letters.take(1)
+    assert copy.properties.message_id == "broken-1"
+    assert copy.headers["x-dead-letter-reason"] == "malformed_json"
+    assert copy.headers["x-source-queue"] == topology.rules_queue
+    assert copy.body == b"{not json"

@@ -343,3 +343,25 @@ def test_an_unreadable_event_is_dead_lettered_by_the_rules_worker(
     assert copy.headers["x-dead-letter-reason"] == "malformed_json"
     assert copy.headers["x-source-queue"] == topology.rules_queue
     assert copy.body == b"{not json"
+
+
+def test_rules_check_finds_statuses_the_workflow_does_not_have(
+    settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        """
+rules:
+  - name: ship-it
+    trigger: {event: order.status.changed, to: completed}
+    actions: [{set_status: shipped}]
+""",
+        "utf-8",
+    )
+    env = {"ORDERS_DATABASE_URL": settings.database_url}
+    result = CliRunner().invoke(main, ["rules", "check", str(path)], env=env)
+    assert result.exit_code == 1
+    assert "rule 'ship-it': unknown status 'shipped'; the workflow has pending," in result.stderr
+    example = CliRunner().invoke(main, ["rules", "check", str(REPO_EXAMPLE_RULES)], env=env)
+    assert example.exit_code == 0, example.output
+    assert example.stderr == ""

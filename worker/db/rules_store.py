@@ -9,14 +9,16 @@ rules of the event still run.
 """
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
-from contracts import COMMANDS_BY_TYPE, EVENTS_BY_TYPE, ChangeOrderStatus
+from contracts import COMMANDS_BY_TYPE, EVENTS_BY_TYPE, ChangeOrderStatus, ContractModel
 from worker.db import outbox
 from worker.db.connection import Connection
 from worker.domain.decisions import Move, OrderState, Rejection, Unchanged, decide_status_change
@@ -151,6 +153,18 @@ def _claim(cur: Cursor[Any], event: TriggerEvent, verdict: Verdict, now: datetim
     return row is not None
 
 
+@dataclass(frozen=True)
+class _ActionRecord:
+    """What one action became, as its `rule_actions` row says."""
+
+    action: str
+    target: str
+    message_id: UUID
+    outcome: str = "queued"
+    reason: str | None = None
+    detail: str | None = None
+
+
 def _carry_out(
     cur: Cursor[Any],
     event: TriggerEvent,
@@ -159,67 +173,90 @@ def _carry_out(
     *,
     workflow: Workflow,
 ) -> None:
-    action = {"event_id": event.event_id, "rule_name": rule_name, "position": planned.position}
-    correlation = event.correlation_id or str(event.event_id)
+    """Write the action's effect (outbox rows, a task) and its `rule_actions` row."""
+    record = _effect(cur, event, rule_name, planned, workflow)
+    cur.execute(
+        INSERT_ACTION,
+        {
+            "event_id": event.event_id,
+            "rule_name": rule_name,
+            "position": planned.position,
+            **asdict(record),
+        },
+    )
+
+
+def _effect(
+    cur: Cursor[Any],
+    event: TriggerEvent,
+    rule_name: str,
+    planned: PlannedAction,
+    workflow: Workflow,
+) -> _ActionRecord:
     match planned:
         case PlannedStatusChange(command=command):
             outcome, reason, detail = _precheck(cur, command, workflow)
             if outcome == "queued":
-                kind = COMMANDS_BY_TYPE["ChangeOrderStatus"]
-                outbox.enqueue_message(
-                    cur,
-                    outbox.OutboxMessage(
-                        command.command_id, "commands", kind.routing_key, kind.type_name,
-                        command.model_dump(mode="json"), command.order_number, event.event_id,
-                        correlation,
-                    ),
+                routing_key = COMMANDS_BY_TYPE["ChangeOrderStatus"].routing_key
+                _enqueue(
+                    cur, event, command.command_id, "commands", routing_key=routing_key,
+                    message=command,
                 )  # fmt: skip
-            cur.execute(
-                INSERT_ACTION,
-                {**action, "action": "set_status", "target": command.to_status,
-                 "outcome": outcome, "reason": reason, "detail": detail,
-                 "message_id": command.command_id},
-            )  # fmt: skip
+            target = command.to_status
+            return _ActionRecord("set_status", target, command.command_id, outcome, reason, detail)
         case PlannedNotification(notification=note):
-            outbox.enqueue_message(
-                cur,
-                outbox.OutboxMessage(
-                    note.notification_id, "notifications", note.channel, "Notification",
-                    note.model_dump(mode="json"), note.order_number, event.event_id, correlation,
-                ),
+            _enqueue(
+                cur, event, note.notification_id, "notifications", routing_key=note.channel,
+                message=note,
             )  # fmt: skip
-            cur.execute(
-                INSERT_ACTION,
-                {**action, "action": "notify", "target": note.channel, "outcome": "queued",
-                 "reason": None, "detail": note.message, "message_id": note.notification_id},
-            )  # fmt: skip
+            return _ActionRecord("notify", note.channel, note.notification_id, detail=note.message)
         case PlannedTask(task=task):
             cur.execute(
                 INSERT_TASK,
-                {"task_id": task.task_id, "order_number": task.order_number, "title": task.title,
-                 "assignee": task.assignee, "due_at": task.due_at, "rule_name": rule_name,
-                 "event_id": event.event_id, "created_at": task.created_at},
-            )  # fmt: skip
-            kind = EVENTS_BY_TYPE["TaskCreated"]
-            outbox.enqueue_message(
-                cur,
-                outbox.OutboxMessage(
-                    task.event_id, None, kind.routing_key, kind.type_name,
-                    task.model_dump(mode="json"), task.order_number, event.event_id, correlation,
-                ),
-            )  # fmt: skip
-            cur.execute(
-                INSERT_ACTION,
-                {**action, "action": "create_task", "target": task.title, "outcome": "queued",
-                 "reason": None, "detail": f"for {task.assignee}", "message_id": task.task_id},
-            )  # fmt: skip
+                {
+                    "task_id": task.task_id,
+                    "order_number": task.order_number,
+                    "title": task.title,
+                    "assignee": task.assignee,
+                    "due_at": task.due_at,
+                    "rule_name": rule_name,
+                    "event_id": event.event_id,
+                    "created_at": task.created_at,
+                },
+            )
+            routing_key = EVENTS_BY_TYPE["TaskCreated"].routing_key
+            _enqueue(cur, event, task.event_id, None, routing_key=routing_key, message=task)
+            detail = f"for {task.assignee}"
+            return _ActionRecord("create_task", task.title, task.task_id, detail=detail)
         case UnplannableAction():
-            cur.execute(
-                INSERT_ACTION,
-                {**action, "action": planned.kind, "target": "-", "outcome": "failed",
-                 "reason": "invalid_action", "detail": planned.detail,
-                 "message_id": planned.message_id},
-            )  # fmt: skip
+            return _ActionRecord(
+                planned.kind, "-", planned.message_id, "failed", "invalid_action", planned.detail
+            )
+
+
+def _enqueue(
+    cur: Cursor[Any],
+    event: TriggerEvent,
+    message_id: UUID,
+    exchange: str | None,
+    *,
+    routing_key: str,
+    message: ContractModel,
+) -> None:
+    """Put what a rule sends in the outbox; its causation is the event that fired the rule."""
+    outbox.enqueue_message(
+        cur,
+        outbox.OutboxMessage(
+            message_id=message_id,
+            exchange=exchange,
+            routing_key=routing_key,
+            message_type=type(message).__name__,
+            payload=message.model_dump(mode="json"),
+            order_number=event.order_number,
+            causation_id=event.event_id,
+            correlation_id=event.correlation_id or str(event.event_id),
+        ),
+    )
 
 
 def _precheck(

@@ -89,8 +89,10 @@ def test_recording_the_same_event_again_writes_nothing(worker_conn: Conn, db: Co
     apply_commands(worker_conn, load_workflow(worker_conn), [IncomingCommand(create_order(number))])
     event = created_event(number)
     assert record(worker_conn, event) == 2
-    counts = "SELECT (SELECT count(*) FROM rule_firings), (SELECT count(*) FROM rule_actions), " \
-        "(SELECT count(*) FROM tasks), (SELECT count(*) FROM outbox)"  # fmt: skip
+    counts = (
+        "SELECT (SELECT count(*) FROM rule_firings), (SELECT count(*) FROM rule_actions), "
+        "(SELECT count(*) FROM tasks), (SELECT count(*) FROM outbox)"
+    )
     before = db.execute(counts).fetchone()
     assert before == (2, 2, 1, 3)  # OrderCreated, the notification, TaskCreated
 

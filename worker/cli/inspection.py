@@ -163,8 +163,16 @@ def show_order(settings: Settings, *, order_number: str, as_json: bool) -> None:
             )
         )
     if order.tasks:
-        tasks = [(t.title, t.assignee, _when(t.due_at), "done" if t.completed_at else "open",
-                  t.rule_name) for t in order.tasks]  # fmt: skip
+        tasks = [
+            (
+                t.title,
+                t.assignee,
+                _when(t.due_at),
+                "done" if t.completed_at else "open",
+                t.rule_name,
+            )
+            for t in order.tasks
+        ]
         out.print(table("tasks", ("title", "assignee", "due", "state", "rule"), tasks))
 
 
@@ -182,9 +190,17 @@ def _firing_rows(order: OrderDetail) -> list[tuple[object, ...]]:
         seen = ", ".join(
             f"{name}={value}" for name, value in firing.facts.items() if value is not None
         )
-        rows.append((_when(firing.fired_at), firing.rule_name,
-                     f"{firing.trigger} v{firing.order_version} depth {firing.depth}",
-                     outcome, firing.detail, actions or None, seen))  # fmt: skip
+        rows.append(
+            (
+                _when(firing.fired_at),
+                firing.rule_name,
+                f"{firing.trigger} v{firing.order_version} depth {firing.depth}",
+                outcome,
+                firing.detail,
+                actions or None,
+                seen,
+            )
+        )
     return rows
 
 

@@ -49,9 +49,12 @@ def check(settings: Settings, *, rule_file: Path, offline: bool) -> None:
                 _exit_invalid(error)
     click.echo(
         f"{rule_file}: {len(rule_set.rules)} rules OK"
-        + (f" ({len(rule_set.disabled)} disabled: {', '.join(rule_set.disabled)})"
-           if rule_set.disabled else "")
-    )  # fmt: skip
+        + (
+            f" ({len(rule_set.disabled)} disabled: {', '.join(rule_set.disabled)})"
+            if rule_set.disabled
+            else ""
+        )
+    )
 
 
 @rules.command("test")
@@ -83,8 +86,10 @@ def test(
         return
     out = console()
     out.print(f"event {event.event_id} ({event.kind}) for order {event.order_number}")
-    facts = [(name, json.dumps(value, ensure_ascii=False)) for name, value in
-             as_json(event.facts).items()]  # fmt: skip
+    facts = [
+        (name, json.dumps(value, ensure_ascii=False))
+        for name, value in as_json(event.facts).items()
+    ]
     out.print(table("values the conditions see", ("name", "value"), facts))
     for verdict in verdicts:
         out.print(f"rule {verdict.rule.name}: {_headline(verdict)}")

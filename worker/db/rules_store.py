@@ -199,16 +199,24 @@ def _effect(
             if outcome == "queued":
                 routing_key = COMMANDS_BY_TYPE["ChangeOrderStatus"].routing_key
                 _enqueue(
-                    cur, event, command.command_id, "commands", routing_key=routing_key,
+                    cur,
+                    event,
+                    command.command_id,
+                    "commands",
+                    routing_key=routing_key,
                     message=command,
-                )  # fmt: skip
+                )
             target = command.to_status
             return _ActionRecord("set_status", target, command.command_id, outcome, reason, detail)
         case PlannedNotification(notification=note):
             _enqueue(
-                cur, event, note.notification_id, "notifications", routing_key=note.channel,
+                cur,
+                event,
+                note.notification_id,
+                "notifications",
+                routing_key=note.channel,
                 message=note,
-            )  # fmt: skip
+            )
             return _ActionRecord("notify", note.channel, note.notification_id, detail=note.message)
         case PlannedTask(task=task):
             cur.execute(

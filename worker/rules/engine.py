@@ -143,9 +143,16 @@ def plan_actions(
         message_id = action_id(rule.name, event.event_id, position)
         try:
             planned.append(
-                _plan(rule, action, position, message_id=message_id, event=event, values=values,
-                      now=now)
-            )  # fmt: skip
+                _plan(
+                    rule,
+                    action,
+                    position,
+                    message_id=message_id,
+                    event=event,
+                    values=values,
+                    now=now,
+                )
+            )
         except ValidationError as error:
             problems = error.errors(include_url=False, include_input=False)
             detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)

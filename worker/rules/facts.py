@@ -97,9 +97,15 @@ def from_order_created(event: OrderCreated) -> TriggerEvent:
         "stayed_hours": None,
     }
     return TriggerEvent(
-        event.event_id, "order.created", event.order_number, event.version, 0,
-        event.correlation_id, facts, format(event.amount, "f"),
-    )  # fmt: skip
+        event_id=event.event_id,
+        kind="order.created",
+        order_number=event.order_number,
+        order_version=event.version,
+        depth=0,
+        correlation_id=event.correlation_id,
+        facts=facts,
+        amount_text=format(event.amount, "f"),
+    )
 
 
 def from_status_changed(event: OrderStatusChanged) -> TriggerEvent:
@@ -124,9 +130,15 @@ def from_status_changed(event: OrderStatusChanged) -> TriggerEvent:
         "stayed_hours": None,
     }
     return TriggerEvent(
-        event.event_id, "order.status.changed", event.order_number, event.version,
-        event.rule_depth, event.correlation_id, facts, format(order.amount, "f"),
-    )  # fmt: skip
+        event_id=event.event_id,
+        kind="order.status.changed",
+        order_number=event.order_number,
+        order_version=event.version,
+        depth=event.rule_depth,
+        correlation_id=event.correlation_id,
+        facts=facts,
+        amount_text=format(order.amount, "f"),
+    )
 
 
 @dataclass(frozen=True)
@@ -169,9 +181,15 @@ def from_stay(stay: Stay, firing_id: UUID, now: datetime) -> TriggerEvent:
         "stayed_hours": (now - stay.entered_at).total_seconds() / 3600,
     }
     return TriggerEvent(
-        firing_id, "order.stayed", stay.order_number, stay.version, 0, stay.correlation_id,
-        facts, format(stay.amount, "f"),
-    )  # fmt: skip
+        event_id=firing_id,
+        kind="order.stayed",
+        order_number=stay.order_number,
+        order_version=stay.version,
+        depth=0,
+        correlation_id=stay.correlation_id,
+        facts=facts,
+        amount_text=format(stay.amount, "f"),
+    )
 
 
 def as_json(facts: dict[str, Any]) -> dict[str, Any]:

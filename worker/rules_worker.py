@@ -227,6 +227,7 @@ class RulesWorker:
                     _log_verdicts(event, [verdict])
                 if len(stays) < SCAN_BATCH:
                     break
+                keepalive()  # a long scan must not miss the broker's heartbeats
 
 
 def _log_verdicts(event: TriggerEvent, verdicts: list[Verdict]) -> None:

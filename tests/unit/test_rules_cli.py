@@ -11,7 +11,7 @@ from uuid import UUID
 
 from click.testing import CliRunner
 
-from contracts import Customer, OrderCreated
+from contracts import Customer, OrderCreated, OrderSnapshot, OrderStatusChanged
 from worker.cli import main
 from worker.config import REPO_EXAMPLE_RULES
 
@@ -139,3 +139,36 @@ def test_rules_test_refuses_what_is_not_an_event(tmp_path: Path) -> None:
     code, _, err = invoke("rules", "test", str(REPO_EXAMPLE_RULES), "--event", str(path))
     assert code == 2
     assert "is neither OrderStatusChanged" in err
+
+
+def test_rules_test_takes_a_status_change_event(tmp_path: Path) -> None:
+    event = OrderStatusChanged(
+        event_id=EVENT_ID,
+        command_id=EVENT_ID,
+        order_number="SO-2026-0003",
+        from_status="completed",
+        to_status="in_progress",
+        version=5,
+        actor="dave@support",
+        reason="defect reported",
+        changed_at=datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        order=OrderSnapshot(
+            amount=Decimal("20000.00"),
+            currency="CNY",
+            customer_id="C-1001",
+            customer_type="vip",
+            order_date=date(2026, 11, 26),
+        ),
+    )
+    path = tmp_path / "changed.json"
+    path.write_text(event.model_dump_json(), "utf-8")
+    code, out, err = invoke("rules", "test", str(REPO_EXAMPLE_RULES), "--event", str(path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"event {EVENT_ID} (order.status.changed) for order SO-2026-0003"
+    assert "rule vip-reopened: FIRES" in lines
+    assert (
+        "  would notify sales.account-managers: VIP 订单 SO-2026-0003 已重新打开 "
+        "(dave@support: defect reported)" in lines
+    )
+    assert "not for order.status.changed: large-order-review" in lines

@@ -13,6 +13,7 @@ from worker.db.reads import OrderFilter, get_command, get_order, list_orders
 from worker.db.rules_reads import firings_for_order, list_tasks
 from worker.db.workflow_store import load_workflow
 from worker.domain.workflow import Workflow
+from worker.rules.facts import FACT_NAMES
 from worker.views import OrderDetail
 
 DATE = click.DateTime(["%Y-%m-%d"])
@@ -187,8 +188,11 @@ def _firing_rows(order: OrderDetail) -> list[tuple[object, ...]]:
             for a in firing.actions
         )
         outcome = firing.outcome + (f" ({firing.reason})" if firing.reason else "")
+        # In the documented order; jsonb does not keep the order keys were written in.
         seen = ", ".join(
-            f"{name}={value}" for name, value in firing.facts.items() if value is not None
+            f"{name}={firing.facts[name]}"
+            for name in FACT_NAMES
+            if firing.facts.get(name) is not None
         )
         rows.append(
             (

@@ -9,6 +9,7 @@ With CI=true, a server that cannot be reached fails the run instead of skipping.
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -28,6 +29,7 @@ from worker.messaging.topology import Topology
 from worker.runner import WORKERS, run_workers
 
 RUN_ID = uuid4().hex[:8]
+NO_RULES = Path(__file__).parent / "support" / "rules" / "none.yaml"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -115,6 +117,7 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
         reconnect_max_seconds=0.5,
         relay_sweep_seconds=0.2,
         heartbeat_seconds=10,
+        rules_file=NO_RULES,  # tests about rules bring their own
     )
 
 

@@ -7,6 +7,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+REPO_EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules" / "example.yaml"
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,16 @@ class Settings(BaseSettings):
         default=30.0, description="Cap on the wait between reconnection attempts."
     )
     heartbeat_seconds: PositiveInt = 30
+
+    rules_file: Path = Field(
+        default=REPO_EXAMPLE_RULES, description="The automation rules the rules worker runs."
+    )
+    rules_max_depth: PositiveInt = Field(
+        default=5, description="Rule-caused steps after which no rule fires for an order's event."
+    )
+    rules_scan_seconds: PositiveFloat = Field(
+        default=30.0, description="How often the rules worker looks for time-based firings."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"

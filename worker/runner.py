@@ -7,6 +7,7 @@ from typing import Protocol
 
 from worker.config import Settings
 from worker.relay import OutboxRelay
+from worker.rules_worker import RulesWorker
 from worker.status_worker import StatusWorker
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ WorkerFactory = Callable[[Settings, threading.Event], Worker]
 WORKERS: dict[str, WorkerFactory] = {
     StatusWorker.role: StatusWorker,
     OutboxRelay.role: OutboxRelay,
+    RulesWorker.role: RulesWorker,
 }
 
 

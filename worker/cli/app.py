@@ -12,11 +12,14 @@ from worker.cli.bench import bench
 from worker.cli.demo import demo
 from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
+from worker.cli.rules import rules
 from worker.cli.service import declare, migrate, run
+from worker.cli.tasks import tasks
 from worker.config import Settings
 from worker.db.migrate import MigrationsMissing
 from worker.db.workflow_store import SchemaMissing
 from worker.messaging.topology import TopologyMismatch
+from worker.rules.loading import RuleFileInvalid
 
 
 class OrderStatusCli(click.Group):
@@ -34,7 +37,7 @@ class OrderStatusCli(click.Group):
             TimeoutError,
         ) as error:
             raise click.ClickException(f"cannot reach RabbitMQ: {error!r}") from error
-        except (SchemaMissing, MigrationsMissing, TopologyMismatch) as error:
+        except (SchemaMissing, MigrationsMissing, TopologyMismatch, RuleFileInvalid) as error:
             raise click.ClickException(str(error)) from error
 
 
@@ -53,5 +56,17 @@ def main(ctx: click.Context) -> None:
         raise click.UsageError(f"invalid configuration in the environment:\n{error}") from error
 
 
-for command in (migrate, declare, run, publish, orders, commands, statuses, demo, bench):
+for command in (
+    migrate,
+    declare,
+    run,
+    publish,
+    orders,
+    commands,
+    statuses,
+    demo,
+    rules,
+    tasks,
+    bench,
+):
     main.add_command(command)

@@ -7,9 +7,11 @@ unpublished rows in id order and marks them once the broker has confirmed.
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from psycopg import sql
+from psycopg import Cursor, sql
+from psycopg.types.json import Jsonb
 
 from worker.db.connection import Connection
 
@@ -19,11 +21,13 @@ OUTBOX_CHANNEL = "order_status_outbox"
 RELAY_LOCK = "order-status:outbox-relay"
 """Advisory lock held by the one relay that publishes."""
 
+NOTIFY_RELAY = "SELECT pg_notify(%(channel)s, '')"
+
 TRY_RELAY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(lock)s))"
 
 SELECT_UNPUBLISHED = """
 SELECT id, event_id, routing_key, message_type, payload::text, order_number, command_id,
-       correlation_id, created_at
+       correlation_id, created_at, exchange
 FROM outbox
 WHERE published_at IS NULL
 ORDER BY id
@@ -46,6 +50,60 @@ class PendingEvent:
     command_id: UUID
     correlation_id: str | None
     created_at: datetime
+    exchange: str | None = None
+    """None for the events exchange; `commands` or `notifications` for what rules send."""
+
+
+INSERT_OUTBOX_MESSAGE = """
+INSERT INTO outbox (
+    event_id, exchange, routing_key, message_type, payload, order_number, command_id,
+    correlation_id
+) VALUES (
+    %(message_id)s, %(exchange)s, %(routing_key)s, %(message_type)s, %(payload)s,
+    %(order_number)s, %(causation_id)s, %(correlation_id)s
+)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message of any kind for the relay to publish: an event, a command, a notification.
+
+    `causation_id` is stored in the `command_id` column and sent as the
+    `causation_id` header: for what rules send, it is the event that fired them.
+    """
+
+    message_id: UUID
+    exchange: str | None
+    routing_key: str
+    message_type: str
+    payload: dict[str, Any]
+    order_number: str
+    causation_id: UUID
+    correlation_id: str | None
+
+
+def enqueue_message(cur: Cursor[Any], message: OutboxMessage) -> None:
+    """Write `message` to the outbox; a message id already there is left as it is."""
+    cur.execute(
+        INSERT_OUTBOX_MESSAGE,
+        {
+            "message_id": message.message_id,
+            "exchange": message.exchange,
+            "routing_key": message.routing_key,
+            "message_type": message.message_type,
+            "payload": Jsonb(message.payload),
+            "order_number": message.order_number,
+            "causation_id": message.causation_id,
+            "correlation_id": message.correlation_id,
+        },
+    )
+
+
+def notify_relay(cur: Cursor[Any]) -> None:
+    """Wake the relay when the current transaction commits."""
+    cur.execute(NOTIFY_RELAY, {"channel": OUTBOX_CHANNEL})
 
 
 def try_relay_lock(conn: Connection) -> bool:

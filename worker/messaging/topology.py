@@ -10,7 +10,11 @@ from typing import Any
 import amqp.exceptions
 from kombu import Exchange, Queue, binding
 
-from contracts import COMMANDS
+from contracts import COMMANDS, OrderCreated, OrderStatusChanged
+from contracts.catalog import EVENTS_BY_TYPE
+
+RULE_TRIGGER_EVENTS = (OrderCreated, OrderStatusChanged)
+"""The events the rules worker's queue receives."""
 
 
 class TopologyMismatch(Exception):
@@ -37,6 +41,18 @@ class Topology:
         return f"{self.namespace}.dead-letter"
 
     @property
+    def notifications_exchange(self) -> str:
+        return f"{self.namespace}.notifications"
+
+    @property
+    def rules_queue(self) -> str:
+        return f"{self.namespace}.rules"
+
+    def outbox_exchange(self, name: str | None) -> str:
+        """The exchange an outbox row names (`commands`, `notifications`; None: events)."""
+        return f"{self.namespace}.{name or 'events'}"
+
+    @property
     def status_worker_queue(self) -> str:
         return f"{self.namespace}.status-worker"
 
@@ -48,7 +64,12 @@ class Topology:
         """The durable topic exchanges, in the order they are declared."""
         return [
             Exchange(name, type="topic", durable=True)
-            for name in (self.commands_exchange, self.events_exchange, self.dead_letter_exchange)
+            for name in (
+                self.commands_exchange,
+                self.events_exchange,
+                self.dead_letter_exchange,
+                self.notifications_exchange,
+            )
         ]
 
     def status_worker(self) -> Queue:
@@ -73,6 +94,28 @@ class Topology:
             },
         )
 
+    def rules(self) -> Queue:
+        """The rules worker's quorum queue, bound to the events rules can be triggered by."""
+        events = Exchange(self.events_exchange, type="topic", durable=True)
+        return Queue(
+            self.rules_queue,
+            bindings=[
+                binding(events, routing_key=EVENTS_BY_TYPE[model.__name__].routing_key)
+                for model in RULE_TRIGGER_EVENTS
+            ],
+            durable=True,
+            # As the status worker's: one active consumer, so the events of an
+            # order are evaluated in order; poison and crash loops dead-lettered.
+            queue_arguments={
+                "x-queue-type": "quorum",
+                "x-single-active-consumer": True,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
     def dead_letters(self) -> Queue:
         """The queue that keeps every dead-lettered message for operators."""
         dead_letter = Exchange(self.dead_letter_exchange, type="topic", durable=True)
@@ -85,7 +128,7 @@ class Topology:
         )
 
     def queues(self) -> list[Queue]:
-        return [self.dead_letters(), self.status_worker()]
+        return [self.dead_letters(), self.status_worker(), self.rules()]
 
 
 def declare_topology(channel: Any, topology: Topology) -> None:

@@ -23,7 +23,7 @@ from worker.db.connection import Database
 from worker.db.errors import is_transient_database_error
 from worker.db.rules_store import find_stays, record_verdicts
 from worker.db.workflow_store import WorkflowCache
-from worker.messaging.broker import connect_declared, envelope_of, serve
+from worker.messaging.broker import MIN_READ_SECONDS, connect_declared, envelope_of, serve
 from worker.messaging.event_decoding import Ignored, decode_event
 from worker.messaging.failure_policy import DeadLetterAtOnce, FailurePolicy
 from worker.messaging.poison import DeadLetterReason, Poison
@@ -121,13 +121,19 @@ class RulesWorker:
                             connection.drain_events(timeout=IDLE_POLL_SECONDS)
                         except TimeoutError:
                             connection.heartbeat_check()
+                    _take_what_has_arrived(connection, buffer)
+                    handled = None
                     while buffer and not self._stop.is_set():
-                        self._handle(buffer.pop(0), failures, keepalive)
+                        handled = buffer.pop(0)
+                        self._handle(handled, failures, keepalive)
+                    if handled is not None:
+                        # Each event's effects are committed already: one ack covers them.
+                        handled.ack(multiple=True)
         finally:
             connection.release()
 
     def _handle(self, message: Any, failures: FailurePolicy, keepalive: Callable[[], None]) -> None:
-        """Judge and record one event, then ack it; poison goes through `failures` first."""
+        """Judge and record one event; poison goes through `failures`. The caller acks."""
         context = {
             "message_id": message.properties.get("message_id"),
             "correlation_id": message.properties.get("correlation_id"),
@@ -149,7 +155,6 @@ class RulesWorker:
                 extra={**context, "reason": outcome.reason.value, "detail": outcome.detail},
             )
             failures.handle_poison(message, outcome)
-        message.ack()
 
     def _judge_and_record(
         self, event: TriggerEvent, keepalive: Callable[[], None]
@@ -228,6 +233,15 @@ class RulesWorker:
                 if len(stays) < SCAN_BATCH:
                     break
                 keepalive()  # a long scan must not miss the broker's heartbeats
+
+
+def _take_what_has_arrived(connection: Any, buffer: list[Any]) -> None:
+    """Read the deliveries already on the wire, so one ack can cover all of them."""
+    while buffer and len(buffer) < PREFETCH:
+        try:
+            connection.drain_events(timeout=MIN_READ_SECONDS)
+        except TimeoutError:
+            return
 
 
 def _log_verdicts(event: TriggerEvent, verdicts: list[Verdict]) -> None:

@@ -41,7 +41,7 @@ def test_a_small_bench_run_with_repeats_and_refusals_passes_its_own_check(
     assert result["check"] == {"passed": True, "problems": []}
     assert (result["commands"], result["messages"]) == (400, 440)
     assert set(result["latency_ms"]) >= {"p50", "p95", "p99"}
-    assert set(result["peak_rss_mb"]) == {"status-worker", "relay"}
+    assert set(result["peak_rss_mb"]) == {"status-worker", "relay", "rules"}
     assert all(mb > 0 for mb in result["peak_rss_mb"].values())
     assert result["ceiling"] is None
     assert result["event_repeats"] == 0

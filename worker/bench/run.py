@@ -14,7 +14,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from worker.db.workflow_store import load_workflow
 from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
 
-BENCH_WORKERS = ("status-worker", "relay")
+BENCH_WORKERS = ("status-worker", "relay", "rules")
+NO_RULES = "rules: []  # the benchmark measures the status path; the rules worker idles\n"
 STALL_SECONDS = 60.0
 """A run in which no event arrives for this long has failed."""
 CEILING_MESSAGES = 20_000
@@ -247,8 +248,11 @@ def _publish_and_observe(
 
 
 def _start_workers(settings: Settings, workdir: Path) -> dict[str, subprocess.Popen[bytes]]:
+    rules_file = workdir / "no-rules.yaml"
+    rules_file.write_text(NO_RULES, encoding="utf-8")
     env = {
         **os.environ,
+        "ORDERS_RULES_FILE": str(rules_file),
         "ORDERS_NAMESPACE": settings.namespace,
         "ORDERS_DATABASE_URL": settings.database_url,
         "ORDERS_AMQP_URL": settings.amqp_url,
@@ -269,18 +273,23 @@ def _cpu_seconds(process: subprocess.Popen[bytes]) -> float:
 
 
 def _stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
-    """Stop each worker and return its peak resident memory in MB, from the kernel."""
-    peaks = {}
+    """Stop each worker; return its peak resident memory in MB, as the kernel counted it."""
+    peaks = {name: _peak_rss_mb(process.pid) for name, process in workers.items()}
     for process in workers.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    for name, process in workers.items():
-        if process.returncode is not None:
-            continue
-        _pid, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        peaks[name] = usage.ru_maxrss / 1024  # KiB on Linux
+    for process in workers.values():
+        process.wait(timeout=60)
     return peaks
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process (Linux): its high-water mark since it started the worker."""
+    with suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 @contextmanager

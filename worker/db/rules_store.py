@@ -100,11 +100,17 @@ def record_verdicts(
     rule that did not match is recorded only for a stay, so the scan does not
     ask again.
     """
+    to_record = [
+        verdict
+        for verdict in verdicts
+        if verdict.outcome in RECORDED_OUTCOMES or event.kind == "order.stayed"
+    ]
+    if not to_record:
+        return 0  # most events fire nothing: no transaction at all
     new = 0
     with conn.transaction(), conn.cursor() as cur:
-        for verdict in verdicts:
-            if verdict.outcome in RECORDED_OUTCOMES or event.kind == "order.stayed":
-                new += _record(conn, cur, event, verdict, workflow=workflow, now=now)
+        for verdict in to_record:
+            new += _record(conn, cur, event, verdict, workflow=workflow, now=now)
         if new:
             outbox.notify_relay(cur)
     return new

@@ -90,14 +90,13 @@ def plan_workload(
             "actor": "bench",
         }
         workload.registrations.append(_message(command_id, "CreateOrder", body))
-    codes = {status.code for status in workflow.statuses}
     status = dict.fromkeys(numbers, workflow.initial)
     changes: list[PlannedMessage] = []
     for i in range(commands):
         number = numbers[i % orders]
         current = status[number]
         command_id = uuid4()
-        refused = sorted(codes - set(workflow.next_statuses(current)) - {current})
+        refused = sorted(workflow.codes - set(workflow.next_statuses(current)) - {current})
         if refused and rng.random() < invalid:
             to_status = rng.choice(refused)
             workload.expected[str(command_id)] = Expect.REJECTED

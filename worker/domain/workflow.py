@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,14 @@ class Workflow:
             raise ValueError(f"workflow names undefined statuses: {sorted(unknown)}")
         return cls(statuses, initial, transitions)
 
+    @cached_property
+    def codes(self) -> frozenset[str]:
+        """The codes of every status."""
+        return frozenset(status.code for status in self.statuses)
+
     def knows(self, code: str) -> bool:
         """Tell whether `code` is a status of this workflow."""
-        return any(status.code == code for status in self.statuses)
+        return code in self.codes
 
     def allows(self, from_status: str, to_status: str) -> bool:
         """Tell whether an order may move from `from_status` to `to_status`."""

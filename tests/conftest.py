@@ -23,11 +23,14 @@ from tests.support.proxy import CuttableProxy
 from tests.support.servers import Servers, locate_servers, unreachable
 from worker.config import REPO_MIGRATIONS, Settings
 from worker.db.migrate import migrate
+from worker.durations import parse_delays
 from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
 from worker.runner import WORKERS, run_workers
 
 RUN_ID = uuid4().hex[:8]
+TEST_RETRY_DELAYS = "100ms,300ms"
+"""Retry tiers short enough that a test sees a message through all of them in a second."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,7 +103,9 @@ def namespace(servers: Servers) -> Iterator[str]:
     """A namespace (name prefix) for this test's exchanges and queues; removed afterwards."""
     name = f"t{RUN_ID}-{uuid4().hex[:6]}"
     yield name
-    delete_topology(servers.amqp_url, Topology(name))
+    delete_topology(
+        servers.amqp_url, Topology(name, retry_delays_ms=parse_delays(TEST_RETRY_DELAYS))
+    )
 
 
 @pytest.fixture
@@ -115,13 +120,14 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
         reconnect_max_seconds=0.5,
         relay_sweep_seconds=0.2,
         heartbeat_seconds=10,
+        retry_delays=TEST_RETRY_DELAYS,
     )
 
 
 @pytest.fixture
 def topology(settings: Settings) -> Topology:
     """The test's topology, declared, so commands can be published before workers start."""
-    declared = Topology(settings.namespace, settings.delivery_limit)
+    declared = Topology.for_settings(settings)
     connect_declared(settings, "test", declared).release()
     return declared
 

@@ -30,7 +30,7 @@ def migrate(settings: Settings) -> None:
 @click.pass_obj
 def declare(settings: Settings) -> None:
     """Declare the exchanges, queues and bindings (idempotent)."""
-    topology = Topology(settings.namespace, settings.delivery_limit)
+    topology = Topology.for_settings(settings)
     connect_declared(settings, "cli", topology).release()
     click.echo(
         "declared exchanges "

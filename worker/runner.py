@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from worker.config import Settings
+from worker.dead_letter_ingester import DeadLetterIngester
 from worker.relay import OutboxRelay
 from worker.status_worker import StatusWorker
 
@@ -21,6 +22,7 @@ WorkerFactory = Callable[[Settings, threading.Event], Worker]
 WORKERS: dict[str, WorkerFactory] = {
     StatusWorker.role: StatusWorker,
     OutboxRelay.role: OutboxRelay,
+    DeadLetterIngester.role: DeadLetterIngester,
 }
 
 

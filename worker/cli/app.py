@@ -9,6 +9,7 @@ import psycopg
 from pydantic import ValidationError
 
 from worker.cli.demo import demo
+from worker.cli.dlq import dlq
 from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
 from worker.cli.service import declare, migrate, run
@@ -52,5 +53,5 @@ def main(ctx: click.Context) -> None:
         raise click.UsageError(f"invalid configuration in the environment:\n{error}") from error
 
 
-for command in (migrate, declare, run, publish, orders, commands, statuses, demo):
+for command in (migrate, declare, run, publish, orders, commands, statuses, demo, dlq):
     main.add_command(command)

@@ -193,18 +193,31 @@ class StatusWorker:
     def _defer(
         self, commands: list[IncomingCommand], error: Exception, keepalive: Callable[[], None]
     ) -> list[Disposition]:
-        """Apply what goes through one by one; what still meets contention waits in a tier."""
-        if len(commands) > 1:
-            log.warning(
-                "batch keeps meeting contention; applying its commands one at a time",
-                extra={"size": len(commands), "error": repr(error)},
-            )
-            return [
-                result
-                for command in commands
-                for result in self._apply([command], keepalive, contention_retries=0)
-            ]
-        return [RetryLater(type(error).__name__, str(error).strip())]
+        """Apply what goes through one by one; what still meets contention waits in a tier.
+
+        A later command for an order whose earlier command waits is held back
+        with it, so the two cannot swap places within this batch.
+        """
+        if len(commands) == 1:
+            return [RetryLater(type(error).__name__, str(error).strip())]
+        log.warning(
+            "batch keeps meeting contention; applying its commands one at a time",
+            extra={"size": len(commands), "error": repr(error)},
+        )
+        waiting: set[str] = set()
+        results: list[Disposition] = []
+        for command in commands:
+            number = command.command.order_number
+            if number in waiting:
+                results.append(
+                    RetryLater("held_back", f"an earlier command for order {number} waits too")
+                )
+                continue
+            [result] = self._apply([command], keepalive, contention_retries=0)
+            if isinstance(result, RetryLater):
+                waiting.add(number)
+            results.append(result)
+        return results
 
     def _isolate(
         self, commands: list[IncomingCommand], error: Exception, keepalive: Callable[[], None]

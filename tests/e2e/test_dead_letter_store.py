@@ -12,6 +12,7 @@ import pika
 import psycopg
 import pytest
 
+from contracts import COMMANDS_BY_TYPE
 from tests.support.broker import message_count, publish_raw
 from tests.support.commands import change_status, create_order, order_number
 from tests.support.waiting import eventually
@@ -228,3 +229,58 @@ def test_a_message_the_delivery_limit_drops_reaches_the_store(
     assert row["detail"] is None
     assert row["attempts"] == 3
     assert row["headers"]["x-death"][0]["reason"] == "delivery_limit"
+
+
+def test_commands_held_by_a_lock_keep_their_order_while_the_rest_of_the_batch_applies(
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    database_url: str,
+    db: Conn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker")
+    slow_batches = {"lock_timeout_ms": 50, "batch_wait_ms": 300}
+    start_workers(with_settings=settings.model_copy(update=slow_batches))
+    locked, free = order_number(), order_number()
+    for number in (locked, free):
+        publish_command(settings.amqp_url, topology, create_order(number))
+    eventually(lambda: history_rows(db, locked) + history_rows(db, free) == 2)
+    start = change_status(locked, "in_progress")
+    finish = change_status(locked, "completed")  # only allowed after `start`
+    other = change_status(free, "cancelled")
+
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("SELECT 1 FROM orders WHERE order_number = %s FOR UPDATE", (locked,))
+        publish_together(settings, topology, start, other, finish)
+        eventually(lambda: len(retried(caplog)) >= 2)
+        assert outcome(db, other.command_id) == ("applied", 1)
+        assert outcome(db, start.command_id) is None
+
+    eventually(lambda: outcome(db, finish.command_id) == ("applied", 1))
+    assert outcome(db, start.command_id) == ("applied", 1)
+    assert db.execute(
+        "SELECT to_status FROM order_status_history WHERE order_number = %s ORDER BY version",
+        (locked,),
+    ).fetchall() == [("pending",), ("in_progress",), ("completed",)]
+    held = [r for r in retried(caplog) if getattr(r, "reason", None) == "held_back"]
+    assert held
+    assert stored(db) == []
+
+
+def publish_together(settings: Settings, topology: Topology, *commands: Any) -> None:
+    """Publish on one channel back to back, so the commands arrive in one batch."""
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    try:
+        channel = connection.channel()
+        for command in commands:
+            kind = COMMANDS_BY_TYPE[type(command).__name__]
+            channel.basic_publish(
+                topology.commands_exchange,
+                kind.routing_key,
+                command.model_dump_json().encode(),
+                pika.BasicProperties(content_type="application/json", delivery_mode=2),
+            )
+        channel.confirm_delivery()  # a round trip: all have reached the broker
+    finally:
+        connection.close()

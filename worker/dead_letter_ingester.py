@@ -10,6 +10,7 @@ the status worker does.
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import kombu
@@ -103,15 +104,30 @@ class DeadLetterIngester:
             keepalive=keepalive,
         )
 
-        def attempt() -> None:
+        def attempt(chunk: list[DeadLetterRecord]) -> None:
             try:
-                dead_letters.store(self._database.connection(), records)
+                dead_letters.store(self._database.connection(), chunk)
             except Exception as error:
                 if is_transient_database_error(error):
                     self._database.close()
-                raise
+                    raise
+                raise RecordRefused(error) from error
 
-        retrying(attempt)
+        try:
+            retrying(attempt, records)
+        except RecordRefused:
+            # The queue has no delivery limit: a row the database refuses must not
+            # stop the ingester for good. Store the others, and that one plainly.
+            for record in records:
+                try:
+                    retrying(attempt, [record])
+                except RecordRefused as refused:
+                    log.error(
+                        "dead letter refused by the database; storing it without its headers",
+                        exc_info=refused.error,
+                        extra={"message_id": record.message_id, "reason": record.reason},
+                    )
+                    retrying(attempt, [without_headers(record, refused.error)])
         for record in records:
             log.info(
                 "stored dead letter",
@@ -123,6 +139,25 @@ class DeadLetterIngester:
                 },
             )
         batch[-1].ack(multiple=True)  # only after the commit
+
+
+class RecordRefused(Exception):
+    """The database refused a dead-letter row for its content; retrying will not help."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def without_headers(record: DeadLetterRecord, error: Exception) -> DeadLetterRecord:
+    """The record with only what surely fits: the body, the reason, and why the rest is missing."""
+    note = f"stored without properties and headers: {type(error).__name__}: {error}"
+    return replace(
+        record,
+        properties={},
+        headers={"x-store-error": note.replace("\x00", "")},
+        detail=note if record.detail is None else f"{record.detail} ({note})",
+    )
 
 
 def record_of(message: Any, delivery_limit: int) -> DeadLetterRecord:

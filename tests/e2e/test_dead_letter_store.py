@@ -284,3 +284,30 @@ def publish_together(settings: Settings, topology: Topology, *commands: Any) -> 
         channel.confirm_delivery()  # a round trip: all have reached the broker
     finally:
         connection.close()
+
+
+def test_a_dead_letter_the_database_refuses_is_stored_plainly_and_the_ingester_carries_on(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn
+) -> None:
+    """An administrator's constraint stands in for any content the table cannot take."""
+    db.execute("ALTER TABLE dead_letters ADD CONSTRAINT no_tenant CHECK (NOT headers ? 'tenant')")
+    start_workers()
+    for index, headers in enumerate([{"tenant": "acme"}, {"sender": "erp"}]):
+        publish_raw(
+            settings.amqp_url,
+            topology.commands_exchange,
+            "order.create",
+            b"not json",
+            message_id=f"m-{index}",
+            headers=headers,
+        )
+
+    refused, fine = eventually(lambda: stored(db) if len(stored(db)) == 2 else None)
+    assert refused["message_id"] == "m-0"
+    assert refused["reason"] == "malformed_json"
+    assert bytes(refused["body"]) == b"not json"
+    assert list(refused["headers"]) == ["x-store-error"]
+    assert "CheckViolation" in refused["detail"]
+    assert refused["detail"].startswith("body is not valid JSON")
+    assert (fine["message_id"], fine["headers"]["sender"]) == ("m-1", "erp")
+    eventually(lambda: message_count(settings.amqp_url, topology.dead_letter_queue) == 0)

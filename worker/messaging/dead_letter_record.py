@@ -25,6 +25,8 @@ from worker.messaging.retry import ATTEMPT_HEADER, FIRST_FAILED_HEADER, failed_a
 SOURCE_QUEUE_HEADER = "x-source-queue"
 DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
 UNKNOWN_REASON = "unknown"
+MAX_ATTEMPTS = 2**31 - 1
+"""The column is an integer; a count sent by a producer is no reason to refuse the row."""
 REDELIVERY_HEADERS = ("x-delivery-count",)
 """Headers the dead-letter queue itself changes when it delivers a message again."""
 
@@ -93,7 +95,7 @@ def describe(
         properties=json_properties,
         headers=json_headers,
         body=body,
-        attempts=_attempts(headers, death, delivery_limit),
+        attempts=min(_attempts(headers, death, delivery_limit), MAX_ATTEMPTS),
         first_failed_at=min(first_failed, last_failed),
         last_failed_at=last_failed,
     )

@@ -106,7 +106,6 @@ class Selection:
 
     def params(self) -> dict[str, Any]:
         params = asdict(self)
-        params["order_number"] = self.order_number
         params["states"] = list(self.states) if self.states is not None else None
         params["ids"] = list(self.ids) if self.ids is not None else None
         return params

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -259,3 +260,29 @@ def test_show_and_export_keep_every_field_and_the_body_byte_for_byte(
     assert {"reason", "detail", "exchange", "routing_key", "properties", "state"} <= set(lines[0])
     only = dlq("export", "--reason", "unsupported_content_type").output.splitlines()
     assert [json.loads(line)["id"] for line in only] == [second["id"]]
+
+
+def test_a_replay_of_many_keeps_its_rate_and_marks_each_one(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn, dlq: Invoke
+) -> None:
+    """Malformed bodies replayed unchanged fail again: each comes back as a new entry."""
+    start_workers()
+    for index in range(20):
+        poison(settings, topology, b"{" * (index + 1), message_id=f"m-{index}")
+    eventually(lambda: stored_count(db) == 20)
+    assert len(listed(dlq, "--since", "1h", "--limit", "100")) == 20
+    assert listed(dlq, "--until", "2000-01-01") == []
+
+    started = time.monotonic()
+    result = dlq("replay", "--all", "--rate", "100", "--actor", "ops-carol")
+    took = time.monotonic() - started
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "replayed: 20"
+    assert took >= 19 / 100
+    assert db.execute(
+        "SELECT count(*) FROM dead_letters WHERE state = 'replayed' AND replayed_by = 'ops-carol'"
+    ).fetchone() == (20,)
+    eventually(lambda: stored_count(db) == 40)
+    again = listed(dlq, "--state", "dead", "--limit", "100")
+    assert sorted(item["message_id"] for item in again) == sorted(f"m-{i}" for i in range(20))

@@ -4,7 +4,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    ORDERS_MIGRATIONS_DIR=/app/migrations
+    ORDERS_MIGRATIONS_DIR=/app/migrations \
+    ORDERS_RULES_FILE=/app/rules/example.yaml
 
 RUN useradd --system --uid 10001 --no-create-home app
 

@@ -7,6 +7,7 @@ from contracts.catalog import (
     COMMANDS_BY_TYPE,
     EVENTS,
     EVENTS_BY_TYPE,
+    NOTIFICATION,
     MessageKind,
 )
 from contracts.commands import ChangeOrderStatus, Command, CreateOrder, Customer, OrderLine
@@ -16,7 +17,9 @@ from contracts.events import (
     OrderSnapshot,
     OrderStatusChanged,
     OrderStatusChangeRejected,
+    TaskCreated,
 )
+from contracts.notifications import Notification
 from contracts.vocabulary import CommandOutcome, RejectionReason
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "COMMANDS_BY_TYPE",
     "EVENTS",
     "EVENTS_BY_TYPE",
+    "NOTIFICATION",
     "SCHEMA_VERSION",
     "ChangeOrderStatus",
     "Command",
@@ -34,10 +38,12 @@ __all__ = [
     "Customer",
     "Event",
     "MessageKind",
+    "Notification",
     "OrderCreated",
     "OrderLine",
     "OrderSnapshot",
     "OrderStatusChangeRejected",
     "OrderStatusChanged",
     "RejectionReason",
+    "TaskCreated",
 ]

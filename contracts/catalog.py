@@ -4,7 +4,13 @@ from dataclasses import dataclass
 
 from contracts.base import ContractModel
 from contracts.commands import ChangeOrderStatus, CreateOrder
-from contracts.events import OrderCreated, OrderStatusChanged, OrderStatusChangeRejected
+from contracts.events import (
+    OrderCreated,
+    OrderStatusChanged,
+    OrderStatusChangeRejected,
+    TaskCreated,
+)
+from contracts.notifications import Notification
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,10 @@ EVENTS: tuple[MessageKind, ...] = (
     MessageKind(OrderCreated, "order.created"),
     MessageKind(OrderStatusChanged, "order.status.changed"),
     MessageKind(OrderStatusChangeRejected, "order.status.rejected"),
+    MessageKind(TaskCreated, "task.created"),
 )
+NOTIFICATION = MessageKind(Notification, "<channel>")
+"""Published to the notifications exchange with the rule's channel as the routing key."""
 
 COMMANDS_BY_TYPE = {kind.type_name: kind for kind in COMMANDS}
 COMMANDS_BY_ROUTING_KEY = {kind.routing_key: kind for kind in COMMANDS}

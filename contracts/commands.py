@@ -69,6 +69,13 @@ class ChangeOrderStatus(ContractModel):
     )
     actor: Text
     reason: LongText | None = None
+    rule_depth: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="How many rule-caused steps led to this command; set by the rules worker. "
+        "Upstream systems leave it out.",
+    )
 
 
 Command = CreateOrder | ChangeOrderStatus

@@ -55,6 +55,11 @@ class OrderStatusChanged(ContractModel):
     reason: str | None = None
     changed_at: datetime
     order: OrderSnapshot
+    rule_depth: int = Field(
+        default=0,
+        description="How many rule-caused steps led to this change (0: none); "
+        "the rules worker stops firing past its depth limit.",
+    )
 
 
 class OrderStatusChangeRejected(ContractModel):
@@ -72,4 +77,20 @@ class OrderStatusChangeRejected(ContractModel):
     rejected_at: datetime
 
 
-Event = OrderCreated | OrderStatusChanged | OrderStatusChangeRejected
+class TaskCreated(ContractModel):
+    """An automation rule created a follow-up task for an order."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: UUID
+    task_id: UUID
+    order_number: OrderNumber
+    title: Text
+    assignee: Text
+    due_at: datetime
+    rule: Text = Field(description="The name of the rule that created the task.")
+    causation_id: UUID = Field(description="The event that made the rule fire.")
+    correlation_id: str | None = None
+    created_at: datetime
+
+
+Event = OrderCreated | OrderStatusChanged | OrderStatusChangeRejected | TaskCreated

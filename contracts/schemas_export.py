@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from contracts.catalog import COMMANDS, EVENTS
+from contracts.catalog import COMMANDS, EVENTS, NOTIFICATION
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -19,7 +19,7 @@ def render_schemas() -> dict[str, str]:
     rendered = {}
     # Commands are described as we accept them, events as we send them.
     described = [(kind, "validation") for kind in COMMANDS]
-    described += [(kind, "serialization") for kind in EVENTS]
+    described += [(kind, "serialization") for kind in (*EVENTS, NOTIFICATION)]
     for kind, mode in described:
         schema = kind.model.model_json_schema(mode=mode)  # type: ignore[arg-type]
         if mode == "serialization":

@@ -9,6 +9,7 @@ With CI=true, a server that cannot be reached fails the run instead of skipping.
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -31,6 +32,7 @@ from worker.runner import WORKERS, run_workers
 RUN_ID = uuid4().hex[:8]
 TEST_RETRY_DELAYS = "100ms,300ms"
 """Retry tiers short enough that a test sees a message through all of them in a second."""
+NO_RULES = Path(__file__).parent / "support" / "rules" / "none.yaml"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -121,6 +123,7 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
         relay_sweep_seconds=0.2,
         heartbeat_seconds=10,
         retry_delays=TEST_RETRY_DELAYS,
+        rules_file=NO_RULES,  # tests about rules bring their own
     )
 
 

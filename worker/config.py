@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from worker.durations import DEFAULT_RETRY_DELAYS, parse_delays
 
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+REPO_EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules" / "example.yaml"
 
 
 class Settings(BaseSettings):
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
 
     batch_size: PositiveInt = Field(default=100, description="Commands applied per transaction.")
     batch_wait_ms: PositiveInt = Field(
-        default=10, description="How long a started batch waits for more commands."
+        default=5, description="How long a started batch waits for more commands."
     )
     delivery_limit: PositiveInt = Field(
         default=20, description="Deliveries of one message before the queue dead-letters it."
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
         ge=0,
         description="In-place retries of a batch that hits a lock, deadlock or serialization "
         "failure, before its culprits wait in the retry tiers.",
+    )
+
+    rules_file: Path = Field(
+        default=REPO_EXAMPLE_RULES, description="The automation rules the rules worker runs."
+    )
+    rules_max_depth: PositiveInt = Field(
+        default=5, description="Rule-caused steps after which no rule fires for an order's event."
+    )
+    rules_scan_seconds: PositiveFloat = Field(
+        default=30.0, description="How often the rules worker looks for time-based firings."
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

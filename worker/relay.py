@@ -117,7 +117,7 @@ class OutboxRelay:
         tags = [
             publisher.publish(
                 event.payload.encode(),
-                exchange=self._topology.events_exchange,
+                exchange=self._topology.outbox_exchange(event.exchange),
                 routing_key=event.routing_key,
                 headers={"causation_id": str(event.command_id), "order_number": event.order_number},
                 properties={

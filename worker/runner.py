@@ -8,6 +8,7 @@ from typing import Protocol
 from worker.config import Settings
 from worker.dead_letter_ingester import DeadLetterIngester
 from worker.relay import OutboxRelay
+from worker.rules_worker import RulesWorker
 from worker.status_worker import StatusWorker
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ WorkerFactory = Callable[[Settings, threading.Event], Worker]
 WORKERS: dict[str, WorkerFactory] = {
     StatusWorker.role: StatusWorker,
     OutboxRelay.role: OutboxRelay,
+    RulesWorker.role: RulesWorker,
     DeadLetterIngester.role: DeadLetterIngester,
 }
 

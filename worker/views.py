@@ -1,6 +1,7 @@
 """What the CLI shows of orders and commands; `--json` prints these models as they are."""
 
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -40,11 +41,57 @@ class OrderSummary(View):
     updated_at: datetime
 
 
+class TaskView(View):
+    """A follow-up task a rule created."""
+
+    task_id: UUID
+    order_number: str
+    title: str
+    assignee: str
+    due_at: datetime
+    rule_name: str
+    event_id: UUID
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class RuleActionView(View):
+    """One action of a rule firing; for set_status, what the status worker made of it."""
+
+    position: int
+    action: str
+    target: str
+    outcome: str
+    reason: str | None
+    detail: str | None
+    message_id: UUID
+    command_outcome: str | None = None
+    command_reason: str | None = None
+
+
+class RuleFiringView(View):
+    """A rule that fired (or was stopped, or failed) for an event, with what its condition saw."""
+
+    event_id: UUID
+    rule_name: str
+    trigger: str
+    order_version: int
+    outcome: str
+    reason: str | None
+    detail: str | None
+    depth: int
+    facts: dict[str, Any]
+    fired_at: datetime
+    actions: tuple[RuleActionView, ...] = ()
+
+
 class OrderDetail(OrderSummary):
     """An order with its lines and its whole history, oldest change first."""
 
     lines: tuple[OrderLine, ...]
     history: tuple[HistoryEntry, ...]
+    rule_firings: tuple[RuleFiringView, ...] = ()
+    tasks: tuple[TaskView, ...] = ()
 
 
 class CommandRecord(View):

@@ -40,6 +40,9 @@ def test_the_documented_commands_exist() -> None:
         ("commands", "show"),
         ("statuses",),
         ("demo",),
+        ("rules", "check"),
+        ("rules", "test"),
+        ("tasks", "list"),
     }
 
 

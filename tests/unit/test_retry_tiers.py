@@ -109,12 +109,12 @@ def test_each_queue_has_its_own_tiers_that_hand_back_to_it_alone() -> None:
     assert back.arguments == {"x-match": "all", RETRY_QUEUE_HEADER: "acme.rules"}
 
 
-def test_the_status_worker_queue_takes_its_waiting_messages_back() -> None:
+@pytest.mark.parametrize("queue", ["acme.status-worker", "acme.rules"])
+def test_each_work_queue_has_tiers_and_takes_its_waiting_messages_back(queue: str) -> None:
     topology = Topology("acme")
-    names = [queue.name for queue in topology.queues()]
-    assert names[:2] == ["acme.dead-letter", "acme.status-worker"]
-    assert names[2:] == [
-        f"acme.status-worker.retry.{tier}" for tier in ("1s", "5s", "30s", "2m", "10m")
-    ]
-    bound = [b.exchange.name for b in topology.status_worker().bindings]
-    assert bound.count("acme.retry-return") == 1
+    names = [declared.name for declared in topology.queues()]
+    tiers = [f"{queue}.retry.{tier}" for tier in ("1s", "5s", "30s", "2m", "10m")]
+    assert [name for name in names if name.startswith(f"{queue}.retry.")] == tiers
+    [work] = [declared for declared in topology.queues() if declared.name == queue]
+    back = [b for b in work.bindings if b.exchange.name == "acme.retry-return"]
+    assert [b.arguments for b in back] == [{"x-match": "all", RETRY_QUEUE_HEADER: queue}]

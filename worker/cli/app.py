@@ -8,15 +8,19 @@ import pika.exceptions
 import psycopg
 from pydantic import ValidationError
 
+from worker.cli.bench import bench
 from worker.cli.demo import demo
 from worker.cli.dlq import dlq
 from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
+from worker.cli.rules import rules
 from worker.cli.service import declare, migrate, run
+from worker.cli.tasks import tasks
 from worker.config import Settings
 from worker.db.migrate import MigrationsMissing
 from worker.db.workflow_store import SchemaMissing
 from worker.messaging.topology import TopologyMismatch
+from worker.rules.loading import RuleFileInvalid
 
 
 class OrderStatusCli(click.Group):
@@ -34,7 +38,7 @@ class OrderStatusCli(click.Group):
             TimeoutError,
         ) as error:
             raise click.ClickException(f"cannot reach RabbitMQ: {error!r}") from error
-        except (SchemaMissing, MigrationsMissing, TopologyMismatch) as error:
+        except (SchemaMissing, MigrationsMissing, TopologyMismatch, RuleFileInvalid) as error:
             raise click.ClickException(str(error)) from error
 
 
@@ -53,5 +57,18 @@ def main(ctx: click.Context) -> None:
         raise click.UsageError(f"invalid configuration in the environment:\n{error}") from error
 
 
-for command in (migrate, declare, run, publish, orders, commands, statuses, demo, dlq):
+for command in (
+    migrate,
+    declare,
+    run,
+    publish,
+    orders,
+    commands,
+    statuses,
+    demo,
+    rules,
+    tasks,
+    bench,
+    dlq,
+):
     main.add_command(command)

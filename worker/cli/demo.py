@@ -46,11 +46,12 @@ def _scenario(order_number: str) -> list[tuple[str, Command]]:
                 command_id=uuid4(),
                 order_number=order_number,
                 customer=Customer(id="C-1001", name="上海示例贸易有限公司", type="enterprise"),
-                amount=Decimal("20000.00"),
+                # Below the example rules' 10000, so no rule moves the order mid-demo.
+                amount=Decimal("8000.00"),
                 currency="CNY",
                 order_date=date.today(),
                 lines=(
-                    OrderLine(sku="SKU-1", name="服务器", quantity=2, unit_price=Decimal("10000")),
+                    OrderLine(sku="SKU-1", name="服务器", quantity=2, unit_price=Decimal("4000")),
                 ),
                 actor="erp-sync",
             ),

@@ -10,8 +10,11 @@ from worker.cli.output import ExitCode, console, print_json, table
 from worker.config import Settings
 from worker.db.connection import Connection, connect
 from worker.db.reads import OrderFilter, get_command, get_order, list_orders
+from worker.db.rules_reads import firings_for_order, list_tasks
 from worker.db.workflow_store import load_workflow
 from worker.domain.workflow import Workflow
+from worker.rules.facts import FACT_NAMES
+from worker.views import OrderDetail
 
 DATE = click.DateTime(["%Y-%m-%d"])
 
@@ -99,10 +102,17 @@ def _day(moment: datetime | None) -> date | None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def show_order(settings: Settings, *, order_number: str, as_json: bool) -> None:
-    """Show an order, its lines and its status history (oldest first)."""
+    """Show an order, its lines, its status history and what automation rules did."""
     with _open(settings) as conn:
         order = get_order(conn, order_number)
         workflow = load_workflow(conn)
+        if order is not None:
+            order = order.model_copy(
+                update={
+                    "rule_firings": tuple(firings_for_order(conn, order_number)),
+                    "tasks": tuple(list_tasks(conn, order_number)),
+                }
+            )
     if order is None:
         click.echo(f"no order {order_number}", err=True)
         sys.exit(ExitCode.NOT_FOUND)
@@ -137,6 +147,65 @@ def show_order(settings: Settings, *, order_number: str, as_json: bool) -> None:
     ]
     columns = ("version", "from", "to", "actor", "reason", "time", "command id")
     out.print(table("history", columns, history))
+    if order.rule_firings:
+        out.print(
+            table(
+                "rule firings",
+                (
+                    "time",
+                    "rule",
+                    "trigger",
+                    "outcome",
+                    "why",
+                    "actions",
+                    "values the condition saw",
+                ),
+                _firing_rows(order),
+            )
+        )
+    if order.tasks:
+        tasks = [
+            (
+                t.title,
+                t.assignee,
+                _when(t.due_at),
+                "done" if t.completed_at else "open",
+                t.rule_name,
+            )
+            for t in order.tasks
+        ]
+        out.print(table("tasks", ("title", "assignee", "due", "state", "rule"), tasks))
+
+
+def _firing_rows(order: OrderDetail) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for firing in order.rule_firings:
+        actions = "\n".join(
+            f"{a.position}. {a.action} {a.target}: {a.outcome}"
+            + (f" ({a.reason}: {a.detail})" if a.reason else "")
+            + (f"; command {a.command_outcome}" if a.command_outcome else "")
+            + (f" ({a.command_reason})" if a.command_reason else "")
+            for a in firing.actions
+        )
+        outcome = firing.outcome + (f" ({firing.reason})" if firing.reason else "")
+        # In the documented order; jsonb does not keep the order keys were written in.
+        seen = ", ".join(
+            f"{name}={firing.facts[name]}"
+            for name in FACT_NAMES
+            if firing.facts.get(name) is not None
+        )
+        rows.append(
+            (
+                _when(firing.fired_at),
+                firing.rule_name,
+                f"{firing.trigger} v{firing.order_version} depth {firing.depth}",
+                outcome,
+                firing.detail,
+                actions or None,
+                seen,
+            )
+        )
+    return rows
 
 
 @click.group()

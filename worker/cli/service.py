@@ -46,7 +46,7 @@ def declare(settings: Settings) -> None:
 )
 @click.pass_obj
 def run(settings: Settings, workers: str) -> None:
-    """Run a worker (status-worker, relay, dead-letter-ingester) or all until SIGINT or SIGTERM."""
+    """Run a worker (status-worker, relay, rules, dead-letter-ingester) or all, until a signal."""
     configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
 

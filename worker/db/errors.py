@@ -19,6 +19,10 @@ class ConcurrentRegistration(Exception):
     """Another transaction registered the same order number first; apply again."""
 
 
+class ConcurrentClaim(Exception):
+    """Another transaction recorded one of the batch's command ids first; apply again."""
+
+
 def is_command_fault(error: BaseException) -> bool:
     """The database refused what a command asked for, not the request itself."""
     return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
@@ -26,7 +30,7 @@ def is_command_fault(error: BaseException) -> bool:
 
 def is_transient_database_error(error: BaseException) -> bool:
     """A database failure that retrying later can cure."""
-    if isinstance(error, ConcurrentRegistration):
+    if isinstance(error, ConcurrentRegistration | ConcurrentClaim):
         return True
     return isinstance(error, psycopg.Error) and not is_command_fault(error)
 

@@ -13,9 +13,7 @@ from uuid import UUID
 from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
 
-from contracts import EVENTS_BY_TYPE, Event
 from worker.db.connection import Connection
-from worker.domain.incoming import IncomingCommand
 
 OUTBOX_CHANNEL = "order_status_outbox"
 """PostgreSQL NOTIFY channel that wakes the relay when events were written."""
@@ -23,22 +21,13 @@ OUTBOX_CHANNEL = "order_status_outbox"
 RELAY_LOCK = "order-status:outbox-relay"
 """Advisory lock held by the one relay that publishes."""
 
-INSERT_OUTBOX = """
-INSERT INTO outbox (
-    event_id, routing_key, message_type, payload, order_number, command_id, correlation_id
-) VALUES (
-    %(event_id)s, %(routing_key)s, %(message_type)s, %(payload)s, %(order_number)s,
-    %(command_id)s, %(correlation_id)s
-)
-"""
-
 NOTIFY_RELAY = "SELECT pg_notify(%(channel)s, '')"
 
 TRY_RELAY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(lock)s))"
 
 SELECT_UNPUBLISHED = """
 SELECT id, event_id, routing_key, message_type, payload::text, order_number, command_id,
-       correlation_id, created_at
+       correlation_id, created_at, exchange
 FROM outbox
 WHERE published_at IS NULL
 ORDER BY id
@@ -61,21 +50,53 @@ class PendingEvent:
     command_id: UUID
     correlation_id: str | None
     created_at: datetime
+    exchange: str | None = None
+    """None for the events exchange; `commands` or `notifications` for what rules send."""
 
 
-def enqueue(cur: Cursor[Any], event: Event, incoming: IncomingCommand) -> None:
-    """Write `event` to the outbox; the relay publishes it after this transaction commits."""
-    kind = EVENTS_BY_TYPE[type(event).__name__]
+INSERT_OUTBOX_MESSAGE = """
+INSERT INTO outbox (
+    event_id, exchange, routing_key, message_type, payload, order_number, command_id,
+    correlation_id
+) VALUES (
+    %(message_id)s, %(exchange)s, %(routing_key)s, %(message_type)s, %(payload)s,
+    %(order_number)s, %(causation_id)s, %(correlation_id)s
+)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message of any kind for the relay to publish: an event, a command, a notification.
+
+    `causation_id` is stored in the `command_id` column and sent as the
+    `causation_id` header: for what rules send, it is the event that fired them.
+    """
+
+    message_id: UUID
+    exchange: str | None
+    routing_key: str
+    message_type: str
+    payload: dict[str, Any]
+    order_number: str
+    causation_id: UUID
+    correlation_id: str | None
+
+
+def enqueue_message(cur: Cursor[Any], message: OutboxMessage) -> None:
+    """Write `message` to the outbox; a message id already there is left as it is."""
     cur.execute(
-        INSERT_OUTBOX,
+        INSERT_OUTBOX_MESSAGE,
         {
-            "event_id": event.event_id,
-            "routing_key": kind.routing_key,
-            "message_type": kind.type_name,
-            "payload": Jsonb(event.model_dump(mode="json")),
-            "order_number": incoming.command.order_number,
-            "command_id": incoming.command.command_id,
-            "correlation_id": incoming.correlation,
+            "message_id": message.message_id,
+            "exchange": message.exchange,
+            "routing_key": message.routing_key,
+            "message_type": message.message_type,
+            "payload": Jsonb(message.payload),
+            "order_number": message.order_number,
+            "causation_id": message.causation_id,
+            "correlation_id": message.correlation_id,
         },
     )
 

@@ -57,6 +57,7 @@ def status_changed(
         reason=command.reason,
         changed_at=at,
         order=snapshot,
+        rule_depth=command.rule_depth,
     )
 
 

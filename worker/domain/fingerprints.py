@@ -19,9 +19,14 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+PROVENANCE_FIELDS = frozenset({"rule_depth"})
+"""Fields that say where a command came from, not what it asks; never hashed, so
+fingerprints recorded before a field was added still match."""
+
+
 def fingerprint(model: ContractModel, exclude: set[str] | None = None) -> str:
     """Hash the content of `model`, ignoring `exclude` and how amounts are written."""
-    content = _canonical(model.model_dump(exclude=exclude))
+    content = _canonical(model.model_dump(exclude={*PROVENANCE_FIELDS, *(exclude or ())}))
     text = json.dumps(content, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any
 import amqp.exceptions
 from kombu import Exchange, Queue, binding
 
-from contracts import COMMANDS
+from contracts import COMMANDS, OrderCreated, OrderStatusChanged
+from contracts.catalog import EVENTS_BY_TYPE
 from worker import durations
 
 if TYPE_CHECKING:
     from worker.config import Settings
+
+RULE_TRIGGER_EVENTS = (OrderCreated, OrderStatusChanged)
+"""The events the rules worker's queue receives."""
 
 RETRY_QUEUE_HEADER = "retry-queue"
 """Routes a waiting message into its tier and back to its queue only (no `x-` prefix:
@@ -52,6 +56,18 @@ class Topology:
         return f"{self.namespace}.dead-letter"
 
     @property
+    def notifications_exchange(self) -> str:
+        return f"{self.namespace}.notifications"
+
+    @property
+    def rules_queue(self) -> str:
+        return f"{self.namespace}.rules"
+
+    def outbox_exchange(self, name: str | None) -> str:
+        """The exchange an outbox row names (`commands`, `notifications`; None: events)."""
+        return f"{self.namespace}.{name or 'events'}"
+
+    @property
     def retry_exchange(self) -> str:
         return f"{self.namespace}.retry"
 
@@ -76,6 +92,7 @@ class Topology:
                     self.commands_exchange,
                     self.events_exchange,
                     self.dead_letter_exchange,
+                    self.notifications_exchange,
                 )
             ),
             *(
@@ -147,6 +164,31 @@ class Topology:
             },
         )
 
+    def rules(self) -> Queue:
+        """The rules worker's quorum queue, bound to the events rules can be triggered by."""
+        events = Exchange(self.events_exchange, type="topic", durable=True)
+        return Queue(
+            self.rules_queue,
+            bindings=[
+                *(
+                    binding(events, routing_key=EVENTS_BY_TYPE[model.__name__].routing_key)
+                    for model in RULE_TRIGGER_EVENTS
+                ),
+                self.retry_return(self.rules_queue),
+            ],
+            durable=True,
+            # As the status worker's: one active consumer, so the events of an
+            # order are evaluated in order; poison and crash loops dead-lettered.
+            queue_arguments={
+                "x-queue-type": "quorum",
+                "x-single-active-consumer": True,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
     def dead_letters(self) -> Queue:
         """The queue that keeps every dead-lettered message for operators."""
         dead_letter = Exchange(self.dead_letter_exchange, type="topic", durable=True)
@@ -162,7 +204,9 @@ class Topology:
         return [
             self.dead_letters(),
             self.status_worker(),
+            self.rules(),
             *self.retry_tiers(self.status_worker_queue),
+            *self.retry_tiers(self.rules_queue),
         ]
 
 

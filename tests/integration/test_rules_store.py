@@ -1,0 +1,124 @@
+"""Recording what rules did, against PostgreSQL: claims, savepoints, the outbox, stays."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from contracts import Customer, OrderCreated
+from tests.support.commands import create_order, order_number
+from worker.db.apply import apply_commands
+from worker.db.rules_store import find_stays, record_verdicts
+from worker.db.workflow_store import load_workflow
+from worker.domain.incoming import IncomingCommand
+from worker.rules.engine import judge, judge_rule, stay_id
+from worker.rules.facts import TriggerEvent, from_order_created, from_stay
+from worker.rules.loading import parse_rules
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+RULES = parse_rules(
+    """
+rules:
+  - name: task
+    trigger: order.created
+    actions: [{create_task: {title: "call ${customer_id}", assignee: ops}}]
+  - name: tell
+    trigger: order.created
+    actions: [{notify: {channel: ops.alerts, message: "new ${order_number}"}}]
+  - name: stuck
+    trigger: {stayed_in: pending, for: 1h}
+    condition: amount > 10000
+    actions: [{set_status: cancelled}]
+"""
+)
+
+
+@pytest.fixture
+def worker_conn(database_url: str) -> Any:
+    """The rules worker's kind of connection: not autocommit."""
+    with psycopg.connect(database_url) as conn:
+        yield conn
+
+
+def created_event(number: str) -> TriggerEvent:
+    return from_order_created(
+        OrderCreated(
+            event_id=uuid4(),
+            command_id=uuid4(),
+            order_number=number,
+            status="pending",
+            version=1,
+            customer=Customer(id="C-9", name="Acme", type="enterprise"),
+            amount=Decimal("500"),
+            currency="CNY",
+            order_date=datetime(2026, 11, 20, tzinfo=UTC).date(),
+            actor="erp",
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+def record(conn: Conn, event: TriggerEvent) -> int:
+    now = datetime.now(UTC)
+    return record_verdicts(conn, event, judge(RULES, event, 5, now), load_workflow(conn), now)
+
+
+def test_a_rule_the_database_refuses_is_failed_and_the_others_are_kept(
+    worker_conn: Conn, db: Conn
+) -> None:
+    # No such order: the task's foreign key fails, inside that rule's savepoint.
+    event = created_event("SO-NOWHERE")
+    assert record(worker_conn, event) == 2
+
+    firings = db.execute(
+        "SELECT rule_name, outcome, reason FROM rule_firings ORDER BY rule_name"
+    ).fetchall()
+    assert firings == [("task", "failed", "action_error"), ("tell", "fired", None)]
+    assert db.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+    assert db.execute(
+        "SELECT exchange, routing_key, message_type, command_id FROM outbox"
+    ).fetchall() == [("notifications", "ops.alerts", "Notification", event.event_id)]
+
+
+def test_recording_the_same_event_again_writes_nothing(worker_conn: Conn, db: Conn) -> None:
+    number = order_number()
+    apply_commands(worker_conn, load_workflow(worker_conn), [IncomingCommand(create_order(number))])
+    event = created_event(number)
+    assert record(worker_conn, event) == 2
+    counts = (
+        "SELECT (SELECT count(*) FROM rule_firings), (SELECT count(*) FROM rule_actions), "
+        "(SELECT count(*) FROM tasks), (SELECT count(*) FROM outbox)"
+    )
+    before = db.execute(counts).fetchone()
+    assert before == (2, 2, 1, 3)  # OrderCreated, the notification, TaskCreated
+
+    assert record(worker_conn, event) == 0
+    assert db.execute(counts).fetchone() == before
+
+
+def test_a_stay_is_found_until_the_rule_has_judged_it(worker_conn: Conn, db: Conn) -> None:
+    number = order_number()
+    apply_commands(
+        worker_conn,
+        load_workflow(worker_conn),
+        [IncomingCommand(create_order(number, amount=Decimal("500")))],
+    )
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    assert find_stays(worker_conn, "stuck", "pending", soon - timedelta(hours=1), 10) == []
+    [stay] = find_stays(worker_conn, "stuck", "pending", soon, 10)
+    assert (stay.order_number, stay.version, stay.amount) == (number, 1, Decimal("500"))
+
+    [rule] = RULES.time_rules()
+    event = from_stay(stay, stay_id(number, 1), soon)
+    verdict = judge_rule(rule, event, 5, soon)
+    assert verdict.outcome == "not_matched"
+    record_verdicts(worker_conn, event, [verdict], load_workflow(worker_conn), soon)
+
+    assert find_stays(worker_conn, "stuck", "pending", soon, 10) == []
+    assert db.execute("SELECT outcome, order_version FROM rule_firings").fetchall() == [
+        ("not_matched", 1)
+    ]

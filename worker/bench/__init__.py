@@ -1,0 +1,1 @@
+"""`order-status bench`: end-to-end throughput and latency, checked for correctness."""

@@ -18,7 +18,7 @@ import kombu
 from worker.config import Settings
 from worker.db.apply import apply_commands
 from worker.db.connection import Database
-from worker.db.errors import is_contention, is_transient_database_error
+from worker.db.errors import ContentionPersists, is_contention, is_transient_database_error
 from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
@@ -243,14 +243,6 @@ class StatusWorker:
             },
         )
         return [Poison(DeadLetterReason.APPLY_FAILED, f"{type(error).__name__}: {error}")]
-
-
-class ContentionPersists(Exception):
-    """The batch met a lock, deadlock or serialization failure every time it was tried."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(repr(error))
-        self.error = error
 
 
 class CommandFault(Exception):

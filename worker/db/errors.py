@@ -46,3 +46,11 @@ CONTENTION = (
 def is_contention(error: BaseException) -> bool:
     """A transient fault of these rows, not of the database: other batches may go through."""
     return isinstance(error, CONTENTION)
+
+
+class ContentionPersists(Exception):
+    """The work met a lock, deadlock or serialization failure every time it was tried."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error

@@ -24,7 +24,7 @@ from tests.support.proxy import CuttableProxy
 from tests.support.servers import Servers, locate_servers, unreachable
 from worker.config import REPO_MIGRATIONS, Settings
 from worker.db.migrate import migrate
-from worker.durations import parse_delays
+from worker.durations import DEFAULT_RETRY_DELAYS, parse_delays
 from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
 from worker.runner import WORKERS, run_workers
@@ -105,9 +105,9 @@ def namespace(servers: Servers) -> Iterator[str]:
     """A namespace (name prefix) for this test's exchanges and queues; removed afterwards."""
     name = f"t{RUN_ID}-{uuid4().hex[:6]}"
     yield name
-    delete_topology(
-        servers.amqp_url, Topology(name, retry_delays_ms=parse_delays(TEST_RETRY_DELAYS))
-    )
+    # The CLI, run with only the test's namespace in its environment, declares the default tiers.
+    for delays in (TEST_RETRY_DELAYS, DEFAULT_RETRY_DELAYS):
+        delete_topology(servers.amqp_url, Topology(name, retry_delays_ms=parse_delays(delays)))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CLI    := $(BIN)/order-status
 
-.PHONY: install run test check lint typecheck pytest demo schemas format clean
+.PHONY: install run test check lint typecheck pytest demo bench schemas format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ pytest: install
 
 demo: install  ## Play a short scenario against the local servers and print it
 	$(CLI) demo
+
+BENCH_ARGS ?= --orders 1000 --commands 20000 --duplicates 0.02 --invalid 0.02
+bench: install  ## Measure throughput, latency, memory and CPU end to end, then check the run
+	$(CLI) bench $(BENCH_ARGS)
 
 schemas: install  ## Regenerate contracts/schemas from the models
 	$(BIN)/python -m contracts.schemas_export

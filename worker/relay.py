@@ -114,22 +114,8 @@ class OutboxRelay:
     ) -> int:
         """Publish up to `limit` of the oldest unpublished events; return how many were taken."""
         pending = outbox.unpublished(database, limit)
-        tags = [
-            publisher.publish(
-                event.payload.encode(),
-                exchange=self._topology.outbox_exchange(event.exchange),
-                routing_key=event.routing_key,
-                headers={"causation_id": str(event.command_id), "order_number": event.order_number},
-                properties={
-                    "message_id": str(event.event_id),
-                    "type": event.message_type,
-                    "correlation_id": event.correlation_id,
-                    "timestamp": int(event.created_at.timestamp()),
-                    "app_id": "order-status",
-                },
-            )
-            for event in pending
-        ]
+        with publisher.coalesced():
+            tags = [self._publish_one(publisher, event) for event in pending]
         refused = set(publisher.wait_for_confirms())
         confirmed = takewhile(lambda pair: pair[1] not in refused, zip(pending, tags, strict=True))
         taken = [event for event, _tag in confirmed]
@@ -140,6 +126,21 @@ class OutboxRelay:
         if taken:
             log.debug("published events", extra={"count": len(taken)})
         return len(taken)
+
+    def _publish_one(self, publisher: ConfirmedPublisher, event: outbox.PendingEvent) -> int:
+        return publisher.publish(
+            event.payload.encode(),
+            exchange=self._topology.outbox_exchange(event.exchange),
+            routing_key=event.routing_key,
+            headers={"causation_id": str(event.command_id), "order_number": event.order_number},
+            properties={
+                "message_id": str(event.event_id),
+                "type": event.message_type,
+                "correlation_id": event.correlation_id,
+                "timestamp": int(event.created_at.timestamp()),
+                "app_id": "order-status",
+            },
+        )
 
     def _mark_published(
         self, database: Connection, broker: Any, taken: list[outbox.PendingEvent]

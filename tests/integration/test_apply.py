@@ -10,8 +10,11 @@ import pytest
 
 from contracts import CommandOutcome, RejectionReason
 from tests.support.commands import change_status, create_order, order_number
+from tests.support.waiting import eventually
 from worker.db.apply import apply_commands
+from worker.db.errors import ConcurrentClaim, ConcurrentRegistration, is_transient_database_error
 from worker.db.workflow_store import load_workflow
+from worker.domain.fingerprints import creation_fingerprint
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
 from worker.domain.workflow import Status, Workflow
@@ -359,3 +362,75 @@ def _workflow_with_extra_status(conn: Conn) -> Workflow:
         stored.initial,
         [*stored.transitions, ("pending", "x")],
     )
+
+
+def test_a_command_id_claimed_meanwhile_by_another_transaction_is_retried_as_a_repeat(
+    database_url: str, worker_conn: Conn
+) -> None:
+    """Another worker holds an uncommitted claim of the same id: this batch waits, then retries."""
+    create = create_order(order_number())
+    with psycopg.connect(database_url) as other:
+        other.execute(
+            "INSERT INTO processed_commands (command_id, command_type, order_number, outcome, "
+            "fingerprint, processed_at, last_seen_at) "
+            "VALUES (%s, 'CreateOrder', %s, 'unchanged', 'f', now(), now())",
+            (create.command_id, create.order_number),
+        )
+        failure: list[BaseException] = []
+
+        def apply_meanwhile() -> None:
+            try:
+                apply(worker_conn, create)
+            except Exception as error:
+                failure.append(error)
+
+        racing = threading.Thread(target=apply_meanwhile)
+        racing.start()
+        eventually(lambda: _waits_on_a_lock(database_url))
+        other.commit()
+        racing.join(timeout=30)
+
+    assert [type(error) for error in failure] == [ConcurrentClaim]
+    assert is_transient_database_error(failure[0])
+    [again] = apply(worker_conn, create)
+    assert (again.outcome, again.redelivered) == (CommandOutcome.UNCHANGED, True)
+
+
+def test_an_order_registered_meanwhile_by_another_transaction_is_retried_as_a_duplicate(
+    database_url: str, worker_conn: Conn
+) -> None:
+    command = create_order(order_number())
+    with psycopg.connect(database_url) as other:
+        other.execute(  # registered by another transaction, not yet committed
+            "INSERT INTO orders (order_number, customer_id, customer_name, customer_type, amount, "
+            "currency, order_date, status, version, creation_fingerprint, created_at, updated_at) "
+            "VALUES (%s, 'C-1', 'Acme', 'enterprise', 1, 'CNY', '2026-11-20', 'pending', 1, %s, "
+            "now(), now())",
+            (command.order_number, creation_fingerprint(command)),
+        )
+        failure: list[BaseException] = []
+
+        def apply_meanwhile() -> None:
+            try:
+                apply(worker_conn, command)
+            except Exception as error:
+                failure.append(error)
+
+        racing = threading.Thread(target=apply_meanwhile)
+        racing.start()
+        eventually(lambda: _waits_on_a_lock(database_url))
+        other.commit()
+        racing.join(timeout=30)
+
+    assert [type(error) for error in failure] == [ConcurrentRegistration]
+    [again] = apply(worker_conn, command)
+    assert (again.outcome, again.redelivered) == (CommandOutcome.DUPLICATE, False)
+
+
+def _waits_on_a_lock(database_url: str) -> bool:
+    with psycopg.connect(database_url, autocommit=True) as probe:
+        row = probe.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return bool(row and row[0])

@@ -1,7 +1,8 @@
 """The benchmark's event consumer: when did each command's event arrive?
 
-A queue of its own, bound to every event, consumed with a large prefetch and
-multiple acks so that observing costs the workers as little as possible.
+A queue of its own, bound to every event, consumed without acks (the broker
+forgets a message once sent), so that observing takes as little as possible of
+the CPU the workers share. It is exclusive: it goes with the connection.
 """
 
 import time
@@ -10,9 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
-
-PREFETCH = 2000
-ACK_EVERY = 500
 
 
 @dataclass
@@ -34,28 +32,20 @@ class EventObserver:
         self._queue = queue
         self._channel.queue_declare(queue, durable=False, exclusive=True)
         self._channel.queue_bind(queue, events_exchange, routing_key="#")
-        self._channel.basic_qos(prefetch_count=PREFETCH)
         self._event_ids: set[str] = set()
 
     def collect(self, observed: Observed, causes: set[str], idle_seconds: float) -> bool:
         """Consume until an event for every command in `causes` arrived; False on a stall."""
         missing = set(causes) - observed.first_seen.keys()
         last_progress = time.monotonic()
-        unacked = 0
-        last_tag = 0
-        for method, properties, _body in self._channel.consume(self._queue, inactivity_timeout=0.2):
+        for method, properties, _body in self._channel.consume(
+            self._queue, auto_ack=True, inactivity_timeout=0.2
+        ):
             now = time.monotonic()
             if method is None:
-                if unacked:
-                    self._channel.basic_ack(last_tag, multiple=True)
-                    unacked = 0
                 if now - last_progress > idle_seconds:
                     break
                 continue
-            last_tag, unacked = method.delivery_tag, unacked + 1
-            if unacked >= ACK_EVERY:
-                self._channel.basic_ack(last_tag, multiple=True)
-                unacked = 0
             if properties.message_id in self._event_ids:
                 observed.repeats += 1
                 continue
@@ -68,8 +58,6 @@ class EventObserver:
                 last_progress = now
             if not missing:
                 break
-        if unacked:
-            self._channel.basic_ack(last_tag, multiple=True)
         self._channel.cancel()
         return not missing
 

@@ -1,7 +1,8 @@
 """Publishing with publisher confirms: many messages, one wait, and exact accounting."""
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 PERSISTENT = 2
@@ -77,6 +78,27 @@ class ConfirmedPublisher:
         self._unconfirmed.add(tag)
         self._next_tag += 1
         return tag
+
+    @contextmanager
+    def coalesced(self) -> Iterator[None]:
+        """Hand everything published inside this block to the socket in one write.
+
+        py-amqp writes each message to the socket as it is published: one system
+        call per message, the relay's largest cost in its profile. Inside this
+        block the frames are collected (copied: py-amqp reuses its frame buffer)
+        and sent together at the end. Nothing is confirmed before it is sent, so
+        the confirm accounting is unchanged.
+        """
+        transport = self._channel.connection.transport
+        direct = transport._write
+        pending: list[bytes] = []
+        transport._write = lambda data: pending.append(bytes(data))
+        try:
+            yield
+        finally:
+            transport._write = direct
+            if pending:
+                transport.write(b"".join(pending))
 
     def wait_for_confirms(self, timeout: float = 30.0) -> list[int]:
         """Wait until the broker has answered for everything published; return refused tags.

@@ -24,11 +24,14 @@ from tests.support.proxy import CuttableProxy
 from tests.support.servers import Servers, locate_servers, unreachable
 from worker.config import REPO_MIGRATIONS, Settings
 from worker.db.migrate import migrate
+from worker.durations import DEFAULT_RETRY_DELAYS, parse_delays
 from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
 from worker.runner import WORKERS, run_workers
 
 RUN_ID = uuid4().hex[:8]
+TEST_RETRY_DELAYS = "100ms,300ms"
+"""Retry tiers short enough that a test sees a message through all of them in a second."""
 NO_RULES = Path(__file__).parent / "support" / "rules" / "none.yaml"
 
 
@@ -102,7 +105,9 @@ def namespace(servers: Servers) -> Iterator[str]:
     """A namespace (name prefix) for this test's exchanges and queues; removed afterwards."""
     name = f"t{RUN_ID}-{uuid4().hex[:6]}"
     yield name
-    delete_topology(servers.amqp_url, Topology(name))
+    # The CLI, run with only the test's namespace in its environment, declares the default tiers.
+    for delays in (TEST_RETRY_DELAYS, DEFAULT_RETRY_DELAYS):
+        delete_topology(servers.amqp_url, Topology(name, retry_delays_ms=parse_delays(delays)))
 
 
 @pytest.fixture
@@ -117,6 +122,7 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
         reconnect_max_seconds=0.5,
         relay_sweep_seconds=0.2,
         heartbeat_seconds=10,
+        retry_delays=TEST_RETRY_DELAYS,
         rules_file=NO_RULES,  # tests about rules bring their own
     )
 
@@ -124,7 +130,7 @@ def settings(servers: Servers, database_url: str, namespace: str) -> Settings:
 @pytest.fixture
 def topology(settings: Settings) -> Topology:
     """The test's topology, declared, so commands can be published before workers start."""
-    declared = Topology(settings.namespace, settings.delivery_limit)
+    declared = Topology.for_settings(settings)
     connect_declared(settings, "test", declared).release()
     return declared
 

@@ -3,8 +3,10 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.durations import DEFAULT_RETRY_DELAYS, parse_delays
 
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 REPO_EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "rules" / "example.yaml"
@@ -44,6 +46,16 @@ class Settings(BaseSettings):
         default=30.0, description="Cap on the wait between reconnection attempts."
     )
     heartbeat_seconds: PositiveInt = 30
+    retry_delays: str = Field(
+        default=DEFAULT_RETRY_DELAYS,
+        description="Retry tiers: how long a message waits before each new attempt.",
+    )
+    contention_retries: int = Field(
+        default=3,
+        ge=0,
+        description="In-place retries of a batch that hits a lock, deadlock or serialization "
+        "failure, before its culprits wait in the retry tiers.",
+    )
 
     rules_file: Path = Field(
         default=REPO_EXAMPLE_RULES, description="The automation rules the rules worker runs."
@@ -57,6 +69,17 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays_are_durations(cls, value: str) -> str:
+        parse_delays(value)
+        return value
+
+    @property
+    def retry_delays_ms(self) -> tuple[int, ...]:
+        """The retry tiers in milliseconds, shortest wait first as configured."""
+        return parse_delays(self.retry_delays)
 
     @property
     def prefetch_count(self) -> int:

@@ -41,7 +41,7 @@ class OutboxRelay:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self._settings = settings
         self._stop = stop
-        self._topology = Topology(settings.namespace, settings.delivery_limit)
+        self._topology = Topology.for_settings(settings)
         self._batch_limit = settings.relay_batch_size
 
     def run(self) -> None:

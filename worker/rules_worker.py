@@ -20,14 +20,15 @@ import kombu
 from contracts import OrderCreated, OrderStatusChanged
 from worker.config import Settings
 from worker.db.connection import Database
-from worker.db.errors import is_transient_database_error
+from worker.db.errors import ContentionPersists, is_contention, is_transient_database_error
 from worker.db.rules_store import find_stays, record_verdicts
 from worker.db.workflow_store import WorkflowCache
 from worker.messaging.broker import MIN_READ_SECONDS, connect_declared, envelope_of, serve
 from worker.messaging.event_decoding import Ignored, decode_event
-from worker.messaging.failure_policy import DeadLetterAtOnce, FailurePolicy
+from worker.messaging.failure_policy import FailurePolicy, RouteFailures
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.publisher import ConfirmedPublisher
+from worker.messaging.retry import RetryLater
 from worker.messaging.topology import RULE_TRIGGER_EVENTS, Topology
 from worker.resilience import retry_until_stopped, run_sessions
 from worker.rules.engine import Verdict, judge, judge_rule, stay_id
@@ -60,7 +61,7 @@ class RulesWorker:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self._settings = settings
         self._stop = stop
-        self._topology = Topology(settings.namespace, settings.delivery_limit)
+        self._topology = Topology.for_settings(settings)
         # Loaded here, before any thread starts: an invalid file stops start-up.
         self._rules = load_rules(settings.rules_file)
         self._database = Database(settings, self.role)
@@ -97,7 +98,7 @@ class RulesWorker:
             channel = connection.channel()
             channel.auto_decode = False
             channel.basic_qos(0, PREFETCH, False)
-            failures = DeadLetterAtOnce(
+            failures = RouteFailures(
                 ConfirmedPublisher(connection), self._topology, self._topology.rules_queue
             )
             buffer: list[Any] = []
@@ -133,13 +134,13 @@ class RulesWorker:
             connection.release()
 
     def _handle(self, message: Any, failures: FailurePolicy, keepalive: Callable[[], None]) -> None:
-        """Judge and record one event; poison goes through `failures`. The caller acks."""
+        """Judge and record one event; what fails goes through `failures`. The caller acks."""
         context = {
             "message_id": message.properties.get("message_id"),
             "correlation_id": message.properties.get("correlation_id"),
         }
         decoded = decode_event(envelope_of(message), RULE_TRIGGER_EVENTS)
-        outcome: Poison | None = None
+        outcome: Poison | RetryLater | None = None
         match decoded:
             case Poison():
                 outcome = decoded
@@ -149,24 +150,40 @@ class RulesWorker:
                 outcome = self._judge_and_record(from_order_created(decoded), keepalive)
             case OrderStatusChanged():
                 outcome = self._judge_and_record(from_status_changed(decoded), keepalive)
-        if outcome is not None:
-            log.warning(
-                "dead-lettered message",
-                extra={**context, "reason": outcome.reason.value, "detail": outcome.detail},
-            )
-            failures.handle_poison(message, outcome)
+        if isinstance(outcome, Poison):
+            failures.handle_poison(message, outcome)  # which logs it with its reason
+        elif isinstance(outcome, RetryLater):
+            failures.retry_later(message, outcome)
 
     def _judge_and_record(
         self, event: TriggerEvent, keepalive: Callable[[], None]
-    ) -> Poison | None:
+    ) -> Poison | RetryLater | None:
+        """Record the verdicts; an outage is waited out here, contention only for a while.
+
+        Contention that outlasts `contention_retries` sends the event to the
+        rules queue's retry tiers, so one locked row does not hold up the queue.
+        """
+        contention_left = self._settings.contention_retries
+
         def attempt() -> list[Verdict]:
+            nonlocal contention_left
             now = datetime.now(UTC)
             verdicts = judge(self._rules, event, self._settings.rules_max_depth, now)
-            self._record(event, verdicts, now)
+            try:
+                self._record(event, verdicts, now)
+            except Exception as error:
+                if is_contention(error):
+                    if contention_left <= 0:
+                        raise ContentionPersists(error) from error
+                    contention_left -= 1
+                raise
             return verdicts
 
         try:
             verdicts = self._retrying(keepalive)(attempt)
+        except ContentionPersists as persisting:
+            error = persisting.error
+            return RetryLater(type(error).__name__, str(error).strip())
         except UnexpectedFailure as failure:
             log.error(
                 "event cannot be processed",

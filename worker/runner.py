@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from worker.config import Settings
+from worker.dead_letter_ingester import DeadLetterIngester
 from worker.relay import OutboxRelay
 from worker.rules_worker import RulesWorker
 from worker.status_worker import StatusWorker
@@ -23,6 +24,7 @@ WORKERS: dict[str, WorkerFactory] = {
     StatusWorker.role: StatusWorker,
     OutboxRelay.role: OutboxRelay,
     RulesWorker.role: RulesWorker,
+    DeadLetterIngester.role: DeadLetterIngester,
 }
 
 

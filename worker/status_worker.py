@@ -18,15 +18,15 @@ import kombu
 from worker.config import Settings
 from worker.db.apply import apply_commands
 from worker.db.connection import Database
-from worker.db.errors import is_transient_database_error
+from worker.db.errors import ContentionPersists, is_contention, is_transient_database_error
 from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
 from worker.messaging.broker import connect_declared, envelope_of, serve
-from worker.messaging.dead_letter import dead_letter
 from worker.messaging.decoding import decode_command
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.publisher import ConfirmedPublisher
+from worker.messaging.retry import FailureRouter, RetryLater
 from worker.messaging.topology import Topology
 from worker.resilience import retry_until_stopped, run_sessions
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.25
 """How often an idle worker looks up to check for a stop request and heartbeats."""
 
-Disposition = ApplyResult | Poison
+Disposition = ApplyResult | Poison | RetryLater
 
 
 class StatusWorker:
@@ -46,9 +46,10 @@ class StatusWorker:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self._settings = settings
         self._stop = stop
-        self._topology = Topology(settings.namespace, settings.delivery_limit)
+        self._topology = Topology.for_settings(settings)
         self._database = Database(settings, self.role)
         self._workflows = WorkflowCache(settings.workflow_refresh_seconds)
+        self._failures = FailureRouter(self._topology, self._topology.status_worker_queue)
 
     def run(self) -> None:
         """Consume until `stop` is set, reconnecting to either server after a failure."""
@@ -124,29 +125,31 @@ class StatusWorker:
         for message, disposition in zip(batch, dispositions, strict=True):
             _log_disposition(message, disposition)
         for message, disposition in zip(batch, dispositions, strict=True):
-            if isinstance(disposition, Poison):
-                dead_letter(
-                    publisher,
-                    self._topology,
-                    message,
-                    self._topology.status_worker_queue,
-                    disposition,
-                )
+            if isinstance(disposition, Poison | RetryLater):
+                self._failures.route(publisher, message, disposition)
         publisher.confirm_all()
-        # Everything is committed or safely dead-lettered: one ack covers the batch.
+        # Everything is committed, waiting in a retry tier or dead-lettered: one ack covers it.
         batch[-1].ack(multiple=True)
 
     def _apply(
-        self, commands: list[IncomingCommand], keepalive: Callable[[], None]
+        self,
+        commands: list[IncomingCommand],
+        keepalive: Callable[[], None],
+        contention_retries: int | None = None,
     ) -> list[Disposition]:
         """Apply in one transaction; if the batch fails for good, isolate the culprit.
 
         Faults of the database's surroundings are retried here, holding the
         messages, rather than by redelivery: an outage must neither use up the
-        queue's delivery limit nor dead-letter valid commands.
+        queue's delivery limit nor dead-letter valid commands. Contention on the
+        batch's rows is retried here `contention_retries` times; then the
+        commands that still meet it wait in the retry tiers.
         """
         if not commands:
             return []
+        contention_left = (
+            self._settings.contention_retries if contention_retries is None else contention_retries
+        )
         retrying = retry_until_stopped(
             self._stop,
             is_transient_database_error,
@@ -161,6 +164,12 @@ class StatusWorker:
             try:
                 return apply_commands(connection, workflow, commands)
             except Exception as error:
+                nonlocal contention_left
+                if is_contention(error):
+                    if contention_left <= 0:
+                        raise ContentionPersists(error) from error
+                    contention_left -= 1
+                    raise
                 if is_transient_database_error(error):
                     self._database.close()  # a fresh session next time, e.g. after a failover
                     raise
@@ -172,10 +181,43 @@ class StatusWorker:
             # A status retired since the workflow was read fails a foreign key;
             # decided with the current workflow, it is a business rejection instead.
             self._workflows.expire()
+        except ContentionPersists as persisting:
+            return self._defer(commands, persisting.error, keepalive)
         try:
             return list(retrying(attempt))
         except CommandFault as fault:
             return self._isolate(commands, fault.error, keepalive)
+        except ContentionPersists as persisting:
+            return self._defer(commands, persisting.error, keepalive)
+
+    def _defer(
+        self, commands: list[IncomingCommand], error: Exception, keepalive: Callable[[], None]
+    ) -> list[Disposition]:
+        """Apply what goes through one by one; what still meets contention waits in a tier.
+
+        A later command for an order whose earlier command waits is held back
+        with it, so the two cannot swap places within this batch.
+        """
+        if len(commands) == 1:
+            return [RetryLater(type(error).__name__, str(error).strip())]
+        log.warning(
+            "batch keeps meeting contention; applying its commands one at a time",
+            extra={"size": len(commands), "error": repr(error)},
+        )
+        waiting: set[str] = set()
+        results: list[Disposition] = []
+        for command in commands:
+            number = command.command.order_number
+            if number in waiting:
+                results.append(
+                    RetryLater("held_back", f"an earlier command for order {number} waits too")
+                )
+                continue
+            [result] = self._apply([command], keepalive, contention_retries=0)
+            if isinstance(result, RetryLater):
+                waiting.add(number)
+            results.append(result)
+        return results
 
     def _isolate(
         self, commands: list[IncomingCommand], error: Exception, keepalive: Callable[[], None]
@@ -228,12 +270,8 @@ def _log_disposition(message: Any, disposition: Disposition) -> None:
         "correlation_id": properties.get("correlation_id"),
         "redelivered": bool(message.delivery_info.get("redelivered")),
     }
-    if isinstance(disposition, Poison):
-        log.warning(
-            "dead-lettered message",
-            extra={**context, "reason": disposition.reason.value, "detail": disposition.detail},
-        )
-        return
+    if isinstance(disposition, Poison | RetryLater):
+        return  # the failure router logs where it sends the message
     context.update(
         command_id=str(disposition.command_id),
         order_number=disposition.order_number,

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from worker.cli.bench import bench
 from worker.cli.demo import demo
+from worker.cli.dlq import dlq
 from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
 from worker.cli.rules import rules
@@ -68,5 +69,6 @@ for command in (
     rules,
     tasks,
     bench,
+    dlq,
 ):
     main.add_command(command)

@@ -83,7 +83,7 @@ def demo(settings: Settings, *, workers: bool) -> None:
     """Register an order, move it through the workflow, and show outcomes and events."""
     configure_logging("WARNING", settings.log_format)
     migrate(settings.database_url, settings.migrations_dir)
-    topology = Topology(settings.namespace, settings.delivery_limit)
+    topology = Topology.for_settings(settings)
     connect_declared(settings, "demo", topology).release()
     stop = threading.Event()
     runner = threading.Thread(target=run_workers, args=(settings, list(WORKERS), stop), daemon=True)

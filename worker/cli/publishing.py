@@ -173,7 +173,7 @@ def _send(
     as_json: bool,
     reused_id_possible: bool,
 ) -> None:
-    topology = Topology(settings.namespace, settings.delivery_limit)
+    topology = Topology.for_settings(settings)
     if not wait:
         # A random id is new; an id given on the command line may have been used.
         if reused_id_possible:

@@ -30,7 +30,7 @@ def migrate(settings: Settings) -> None:
 @click.pass_obj
 def declare(settings: Settings) -> None:
     """Declare the exchanges, queues and bindings (idempotent)."""
-    topology = Topology(settings.namespace, settings.delivery_limit)
+    topology = Topology.for_settings(settings)
     connect_declared(settings, "cli", topology).release()
     click.echo(
         "declared exchanges "
@@ -46,7 +46,7 @@ def declare(settings: Settings) -> None:
 )
 @click.pass_obj
 def run(settings: Settings, workers: str) -> None:
-    """Run a worker (status-worker, relay, rules) or all of them until SIGINT or SIGTERM."""
+    """Run a worker (status-worker, relay, rules, dead-letter-ingester) or all, until a signal."""
     configure_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
 

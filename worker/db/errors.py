@@ -3,6 +3,9 @@
 - A data or integrity error (SQLSTATE classes 22 and 23) may be the command's
   own fault: the batch is split, and a command that still fails alone is
   dead-lettered.
+- A lock timeout, deadlock, serialization failure or statement timeout is
+  contention around this batch's rows: retried in place a few times, then the
+  commands that still meet it wait in the retry tiers.
 - Every other database error is the surroundings' fault (connection lost,
   deadlock, lock timeout, a read-only server after a failover, a missing
   privilege or migration): the worker holds its messages and retries, so
@@ -30,3 +33,24 @@ def is_transient_database_error(error: BaseException) -> bool:
     if isinstance(error, ConcurrentRegistration | ConcurrentClaim):
         return True
     return isinstance(error, psycopg.Error) and not is_command_fault(error)
+
+
+CONTENTION = (
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.QueryCanceled,
+)
+
+
+def is_contention(error: BaseException) -> bool:
+    """A transient fault of these rows, not of the database: other batches may go through."""
+    return isinstance(error, CONTENTION)
+
+
+class ContentionPersists(Exception):
+    """The work met a lock, deadlock or serialization failure every time it was tried."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error

@@ -13,6 +13,7 @@ class DeadLetterReason(StrEnum):
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
     COMMAND_ID_REUSED = "command_id_reused"
     APPLY_FAILED = "apply_failed"
+    RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 @dataclass(frozen=True)

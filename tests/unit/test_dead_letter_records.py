@@ -1,0 +1,199 @@
+"""What the store keeps of a dead-lettered message, and what a replay sends again."""
+
+import base64
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from worker.dead_letter_views import DeadLetterDetail
+from worker.messaging.amqp_json import from_json, to_json
+from worker.messaging.dead_letter_record import describe
+from worker.messaging.replay import REPLAYED_FROM_HEADER, replay_of
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+BODY = b'{"order_number": "SO-1", "command_id": "x"}'
+
+
+def worker_dead_letter(**headers: Any) -> dict[str, Any]:
+    return {
+        "content_type": "application/json",
+        "message_id": "m-1",
+        "correlation_id": "c-1",
+        "type": "ChangeOrderStatus",
+        "delivery_mode": 2,
+        "application_headers": {
+            "x-dead-letter-reason": "retries_exhausted",
+            "x-dead-letter-detail": "failed 6 times",
+            "x-original-exchange": "orders.commands",
+            "x-original-routing-key": "order.status.change",
+            "x-source-queue": "orders.status-worker",
+            "x-dead-lettered-at": "2026-11-27T07:59:00+00:00",
+            "x-first-failed-at": "2026-11-27T07:46:00+00:00",
+            "x-retry-attempt": 6,
+            "tenant": "acme",
+            **headers,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        7,
+        1.5,
+        "文本",
+        "nul\x00inside",
+        b"\x00\xff",
+        Decimal("1.50"),
+        datetime(2026, 11, 27, 8, 0),
+        {"nested": [1, b"x", {"deep": datetime(2026, 1, 1, tzinfo=UTC)}]},
+    ],
+)
+def test_amqp_values_survive_json(value: Any) -> None:
+    assert from_json(to_json(value)) == value
+
+
+def test_json_forms_hold_no_nul_character() -> None:
+    assert "\x00" not in str(to_json({"a": "x\x00y", "b": b"\x00"}))
+
+
+def test_a_message_the_worker_dead_lettered_is_described_by_its_headers() -> None:
+    record = describe(
+        BODY,
+        "orders.dead-letter",
+        "order.status.change",
+        worker_dead_letter(),
+        delivery_limit=20,
+        now=NOW,
+    )
+    assert (record.reason, record.detail, record.source_queue) == (
+        "retries_exhausted",
+        "failed 6 times",
+        "orders.status-worker",
+    )
+    assert (record.original_exchange, record.original_routing_key) == (
+        "orders.commands",
+        "order.status.change",
+    )
+    assert (record.message_id, record.correlation_id, record.message_type) == (
+        "m-1",
+        "c-1",
+        "ChangeOrderStatus",
+    )
+    assert record.order_number == "SO-1"
+    assert record.attempts == 6
+    assert record.first_failed_at == datetime(2026, 11, 27, 7, 46, tzinfo=UTC)
+    assert record.last_failed_at == datetime(2026, 11, 27, 7, 59, tzinfo=UTC)
+    assert "application_headers" not in record.properties
+    assert record.headers["tenant"] == "acme"
+    assert record.body == BODY
+
+
+def test_a_message_dropped_by_the_delivery_limit_gets_the_broker_s_reason() -> None:
+    died = datetime(2026, 11, 27, 7, 30)  # the broker's timestamps carry no zone; they are UTC
+    properties = {
+        "message_id": "m-2",
+        "application_headers": {
+            "x-death": [
+                {
+                    "count": 1,
+                    "reason": "delivery_limit",
+                    "queue": "orders.status-worker",
+                    "exchange": "orders.commands",
+                    "routing-keys": ["order.create"],
+                    "time": died,
+                },
+                {"count": 2, "reason": "expired", "queue": "orders.status-worker.retry.1s"},
+            ],
+            "x-first-death-reason": "expired",
+        },
+    }
+    record = describe(
+        BODY, "orders.dead-letter", "whatever", properties, delivery_limit=20, now=NOW
+    )
+    assert record.reason == "delivery_limit"
+    assert record.detail is None
+    assert record.source_queue == "orders.status-worker"
+    assert (record.original_exchange, record.original_routing_key) == (
+        "orders.commands",
+        "order.create",
+    )
+    assert record.attempts == 21
+    assert record.first_failed_at == record.last_failed_at == died.replace(tzinfo=UTC)
+
+
+def test_a_message_with_no_reason_at_all_is_still_stored() -> None:
+    record = describe(b"\xff", "orders.dead-letter", "rk", {}, delivery_limit=20, now=NOW)
+    assert (record.reason, record.attempts, record.order_number) == ("unknown", 0, None)
+    assert (record.original_exchange, record.original_routing_key) == ("orders.dead-letter", "rk")
+    assert record.first_failed_at == record.last_failed_at == NOW
+
+
+def test_a_redelivery_from_the_dead_letter_queue_has_the_same_fingerprint() -> None:
+    first = describe(BODY, "dl", "rk", worker_dead_letter(), delivery_limit=20, now=NOW)
+    again = describe(
+        BODY, "dl", "rk", worker_dead_letter(**{"x-delivery-count": 1}), delivery_limit=20
+    )
+    other = describe(BODY + b" ", "dl", "rk", worker_dead_letter(), delivery_limit=20, now=NOW)
+    assert first.fingerprint == again.fingerprint
+    assert other.fingerprint != first.fingerprint
+
+
+def test_a_replay_sends_the_producer_s_message_without_what_the_failure_path_added() -> None:
+    record = describe(
+        BODY,
+        "orders.dead-letter",
+        "order.status.change",
+        {
+            **worker_dead_letter(**{"x-death": [{"reason": "expired"}], "retry-queue": "q"}),
+            "expiration": "60000",
+            "timestamp": 1795758000,  # py-amqp reads and writes it as seconds
+        },
+        delivery_limit=20,
+        now=NOW,
+    )
+    detail = DeadLetterDetail(
+        id=42,
+        reason=record.reason,
+        source_queue=record.source_queue,
+        routing_key=record.original_routing_key,
+        message_id=record.message_id,
+        order_number=record.order_number,
+        attempts=record.attempts,
+        first_failed_at=record.first_failed_at,
+        last_failed_at=record.last_failed_at,
+        state="dead",
+        detail=record.detail,
+        exchange=record.original_exchange,
+        correlation_id=record.correlation_id,
+        message_type=record.message_type,
+        properties=record.properties,
+        headers=record.headers,
+        body_base64=base64.b64encode(BODY).decode(),
+        body_text=BODY.decode(),
+        ingested_at=NOW,
+        replay_count=0,
+        replayed_at=None,
+        replayed_by=None,
+        purged_at=None,
+        purged_by=None,
+    )
+    replay = replay_of(detail)
+    assert (replay.exchange, replay.routing_key, replay.body) == (
+        "orders.commands",
+        "order.status.change",
+        BODY,
+    )
+    assert replay.headers == {"tenant": "acme", REPLAYED_FROM_HEADER: 42}
+    assert replay.properties == {
+        "message_id": "m-1",
+        "correlation_id": "c-1",
+        "type": "ChangeOrderStatus",
+        "timestamp": 1795758000,
+    }
+    assert replay.content_type == "application/json"
+    assert replay.envelope().type_name == "ChangeOrderStatus"

@@ -1,0 +1,214 @@
+"""`order-status dlq`: inspect, group, replay and purge the dead-letter store.
+
+Browsing reads PostgreSQL only, never a queue. Purging marks entries with who
+and when; nothing is deleted. Replaying is in `dlq_replay.py`.
+"""
+
+import getpass
+import json
+import sys
+from datetime import datetime, timedelta
+
+import click
+
+from worker.cli.dlq_common import (
+    STATES,
+    Duration,
+    Moment,
+    one_selector,
+    open_store,
+    replay_summary,
+    when,
+)
+from worker.cli.dlq_replay import replay
+from worker.cli.output import ExitCode, console, print_json, table
+from worker.config import Settings
+from worker.db import dead_letters
+from worker.db.dead_letters import Selection
+from worker.dead_letter_views import DeadLetterDetail
+
+
+@click.group()
+def dlq() -> None:
+    """Inspect, group, replay and purge dead-lettered messages."""
+
+
+@dlq.command()
+@click.option("--all", "everything", is_flag=True, help="Also groups with nothing left dead.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stats(settings: Settings, *, everything: bool, as_json: bool) -> None:
+    """Count stored messages by reason and source queue: the failure groups."""
+    with open_store(settings) as conn:
+        found = dead_letters.groups(conn, everything=everything)
+    if as_json:
+        print_json(found)
+        return
+    rows = [
+        (g.reason, g.source_queue, g.dead, g.replayed, g.purged, when(g.oldest), when(g.newest))
+        for g in found
+    ]
+    columns = ("reason", "source queue", "dead", "replayed", "purged", "oldest", "newest")
+    console().print(table(f"{sum(g.dead for g in found)} dead messages", columns, rows))
+
+
+@dlq.command("list")
+@click.option("--reason", help="Only this reason, e.g. schema_violation.")
+@click.option("--queue", help="Only messages from this queue, e.g. orders.status-worker.")
+@click.option("--order", "order_number", help="Only messages about this order number.")
+@click.option("--since", type=Moment(), help="Last failed at or after (ISO 8601, or 2h = ago).")
+@click.option("--until", type=Moment(), help="Last failed at or before.")
+@click.option("--state", type=click.Choice(STATES), help="Only this state (default: any).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def list_command(
+    settings: Settings,
+    *,
+    reason: str | None,
+    queue: str | None,
+    order_number: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List stored messages, the most recent failure first."""
+    selection = Selection(
+        reason=reason,
+        queue=queue,
+        order_number=order_number,
+        since=since,
+        until=until,
+        states=[state] if state else None,
+        limit=limit,
+    )
+    with open_store(settings) as conn:
+        found = dead_letters.summaries(conn, selection)
+    if as_json:
+        print_json(found)
+        return
+    rows = [
+        (
+            e.id,
+            e.state,
+            e.reason,
+            e.source_queue,
+            e.routing_key,
+            e.order_number,
+            e.message_id,
+            e.attempts,
+            when(e.last_failed_at),
+        )
+        for e in found
+    ]
+    columns = ("id", "state", "reason", "queue", "routing key", "order", "message id", "tries")
+    console().print(table(f"{len(found)} dead letters", (*columns, "last failed"), rows))
+
+
+@dlq.command()
+@click.argument("entry_id", metavar="ID", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(settings: Settings, *, entry_id: int, as_json: bool) -> None:
+    """Show a stored message: reason, detail, headers and the pretty-printed body."""
+    with open_store(settings) as conn:
+        entry = dead_letters.get(conn, entry_id)
+    if entry is None:
+        click.echo(f"no dead letter {entry_id}", err=True)
+        sys.exit(ExitCode.NOT_FOUND)
+    if as_json:
+        print_json(entry)
+        return
+    out = console()
+    fields = [
+        ("state", entry.state),
+        ("reason", entry.reason),
+        ("detail", entry.detail),
+        ("source queue", entry.source_queue),
+        ("exchange", entry.exchange),
+        ("routing key", entry.routing_key),
+        ("message id", entry.message_id),
+        ("correlation id", entry.correlation_id),
+        ("type", entry.message_type),
+        ("order", entry.order_number),
+        ("attempts", entry.attempts),
+        ("first failed", when(entry.first_failed_at)),
+        ("last failed", when(entry.last_failed_at)),
+        ("replayed", replay_summary(entry)),
+        ("purged", f"{when(entry.purged_at)} by {entry.purged_by}" if entry.purged_at else None),
+    ]
+    out.print(table(f"dead letter {entry.id}", ("field", "value"), fields))
+    properties = [
+        (name, json.dumps(value, ensure_ascii=False)) for name, value in entry.properties.items()
+    ]
+    out.print(table("properties", ("name", "value"), properties))
+    headers = [
+        (name, json.dumps(value, ensure_ascii=False)) for name, value in entry.headers.items()
+    ]
+    out.print(table("headers", ("name", "value"), headers))
+    click.echo("body:")
+    click.echo(_pretty_body(entry))
+
+
+def _pretty_body(entry: DeadLetterDetail) -> str:
+    if entry.body_text is None:
+        return f"(not UTF-8; {len(entry.body)} bytes, base64) {entry.body_base64}"
+    try:
+        return json.dumps(json.loads(entry.body_text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return entry.body_text
+
+
+@dlq.command()
+@click.option("--id", "ids", type=click.IntRange(min=1), multiple=True, help="Repeatable.")
+@click.option("--reason", help="Every message with this reason.")
+@click.option("--older-than", type=Duration(), help="Last failed longer ago than this (7d, 12h).")
+@click.option("--yes", is_flag=True, help="Really mark them purged.")
+@click.option("--actor", help="Who purges (default: the OS user).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def purge(
+    settings: Settings,
+    *,
+    ids: tuple[int, ...],
+    reason: str | None,
+    older_than: timedelta | None,
+    yes: bool,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Mark stored messages purged, with who and when; nothing is deleted."""
+    one_selector(id=ids, reason=reason, older_than=older_than)
+    if not yes:
+        raise click.UsageError("purging needs --yes")
+    selection = Selection(ids=ids or None, reason=reason)
+    with open_store(settings) as conn:
+        purged = dead_letters.purge(conn, selection, actor or getpass.getuser(), older_than)
+    missing = [i for i in ids if i not in purged]
+    if as_json:
+        print_json({"purged": purged, "not_purged": missing})
+    else:
+        click.echo(f"purged {len(purged)}: {', '.join(map(str, purged)) or '-'}")
+        if missing:
+            click.echo(f"not found or purged before: {', '.join(map(str, missing))}", err=True)
+    if missing:
+        sys.exit(ExitCode.NOT_FOUND)
+
+
+@dlq.command()
+@click.option("--reason", help="Only this reason.")
+@click.option("--queue", help="Only messages from this queue.")
+@click.option("--state", type=click.Choice(STATES), help="Only this state (default: any).")
+@click.pass_obj
+def export(settings: Settings, *, reason: str | None, queue: str | None, state: str | None) -> None:
+    """Write stored messages as JSON lines, every field, the body base64-encoded."""
+    selection = Selection(reason=reason, queue=queue, states=[state] if state else None)
+    with open_store(settings) as conn:
+        for entry in dead_letters.each_detail(conn, selection):
+            line = entry.model_dump(mode="json", exclude={"body_text"})
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+dlq.add_command(replay)

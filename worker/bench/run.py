@@ -35,8 +35,8 @@ from worker.db.migrate import migrate
 from worker.db.workflow_store import load_workflow
 from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
+from worker.runner import WORKERS
 
-BENCH_WORKERS = ("status-worker", "relay", "rules")
 NO_RULES = "rules: []  # the benchmark measures the status path; the rules worker idles\n"
 STALL_SECONDS = 60.0
 """A run in which no event arrives for this long has failed."""
@@ -142,7 +142,7 @@ def run_bench(
     bench_settings = settings.model_copy(
         update={"namespace": namespace, "database_url": database_url}
     )
-    topology = Topology(namespace, settings.delivery_limit)
+    topology = Topology.for_settings(bench_settings)
     with _scratch(bench_settings, topology, options.keep) as workdir:
         progress(f"database {params['dbname']}, namespace {namespace}, worker logs in {workdir}")
         migrate(database_url, settings.migrations_dir)
@@ -259,7 +259,7 @@ def _start_workers(settings: Settings, workdir: Path) -> dict[str, subprocess.Po
         "ORDERS_LOG_LEVEL": os.environ.get("ORDERS_LOG_LEVEL", "WARNING"),
     }
     workers = {}
-    for name in BENCH_WORKERS:
+    for name in WORKERS:  # what `run all` runs, one process each
         log = (workdir / f"{name}.log").open("wb")
         workers[name] = subprocess.Popen(
             [sys.executable, "-m", "worker", "run", name], env=env, stdout=log, stderr=log

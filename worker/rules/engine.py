@@ -15,6 +15,7 @@ from uuid import UUID, uuid5
 from pydantic import ValidationError
 
 from contracts import ChangeOrderStatus, Notification, TaskCreated
+from worker.domain.decisions import RULE_ACTOR_PREFIX
 from worker.rules.conditions import ConditionFailed
 from worker.rules.facts import TriggerEvent
 from worker.rules.loading import CompiledRule, RuleSet
@@ -43,7 +44,7 @@ def stay_id(order_number: str, version: int) -> UUID:
 
 
 def rule_actor(rule: str) -> str:
-    return f"rule:{rule}"
+    return f"{RULE_ACTOR_PREFIX}{rule}"
 
 
 @dataclass(frozen=True)

@@ -157,8 +157,10 @@ def plan_actions(
         except ValidationError as error:
             problems = error.errors(include_url=False, include_input=False)
             detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)
-            kind = action_kind(action)
-            planned.append(UnplannableAction(position, kind, message_id, detail))
+            planned.append(UnplannableAction(position, action_kind(action), message_id, detail))
+        except OverflowError as error:  # a due date past the year 9999
+            detail = f"{type(error).__name__}: {error}"
+            planned.append(UnplannableAction(position, action_kind(action), message_id, detail))
     return tuple(planned)
 
 

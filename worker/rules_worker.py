@@ -38,7 +38,7 @@ from worker.rules.facts import (
     from_status_changed,
     from_stay,
 )
-from worker.rules.loading import CompiledRule, check_statuses, load_rules
+from worker.rules.loading import CompiledRule, RuleSet, check_statuses, load_rules
 from worker.rules.spec import StayedInStatusTrigger
 
 log = logging.getLogger(__name__)
@@ -57,16 +57,18 @@ class UnexpectedFailure(Exception):
 
 
 class RulesWorker:
-    """Runs the rules of `ORDERS_RULES_FILE`; refuses to start on an invalid file."""
+    """Runs the rules of `ORDERS_RULES_FILE` (or `rules`); refuses to start on an invalid file."""
 
     role = "rules"
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, stop: threading.Event, rules: RuleSet | None = None
+    ) -> None:
         self._settings = settings
         self._stop = stop
         self._topology = Topology(settings.namespace, settings.delivery_limit)
         # Loaded here, before any thread starts: an invalid file stops start-up.
-        self._rules = load_rules(settings.rules_file)
+        self._rules = rules if rules is not None else load_rules(settings.rules_file)
         self._database = Database(settings, self.role)
         self._workflows = WorkflowCache(settings.workflow_refresh_seconds)
         self._next_scan = 0.0

@@ -1,6 +1,7 @@
 """End to end: events from the relay, the rules worker, and what its rules cause."""
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,8 @@ from worker.cli import main
 from worker.config import REPO_EXAMPLE_RULES, Settings
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import publish_command
+from worker.rules.loading import CompiledRule, RuleSet, parse_rules
+from worker.rules_worker import RulesWorker
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 StartWorkers = Any
@@ -497,3 +500,49 @@ def test_a_stay_that_cannot_be_recorded_is_failed_and_the_scan_goes_on(
     ).fetchall()
     assert (outcome, reason) == ("failed", "record_failed")
     assert "refused for this test" in detail
+
+
+def test_an_event_that_cannot_be_judged_is_dead_lettered_and_the_worker_goes_on(
+    settings: Settings,
+    topology: Topology,
+    dead_letters: QueueReader,
+    start_workers: StartWorkers,
+) -> None:
+    # A rule whose templates were never compiled: judging it raises, as a bug would.
+    [rule] = parse_rules(
+        "rules:\n  - {name: tell, trigger: order.created, "
+        "actions: [{notify: {channel: ops, message: 'new ${order_number}'}}]}\n"
+    ).rules
+    broken = RuleSet((CompiledRule(rule.spec, rule.condition, templates={}),))
+    start_workers("status-worker", "relay")
+    stop = threading.Event()
+    worker = RulesWorker(settings, stop, rules=broken)
+    crashed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as error:
+            crashed.append(error)
+
+    thread = threading.Thread(target=run, name="rules-under-test", daemon=True)
+    thread.start()
+    try:
+        first, second = order_number(), order_number()
+        publish_command(settings.amqp_url, topology, create_order(first))
+        publish_command(settings.amqp_url, topology, create_order(second))
+        copies = dead_letters.take(2)
+        assert [OrderCreated.model_validate_json(c.body).order_number for c in copies] == [
+            first,
+            second,
+        ]
+        for copy in copies:
+            assert copy.headers["x-dead-letter-reason"] == "apply_failed"
+            assert copy.headers["x-source-queue"] == topology.rules_queue
+            assert copy.headers["x-dead-letter-detail"].startswith("judging failed: KeyError")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert crashed == []
+    assert not thread.is_alive()

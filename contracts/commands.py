@@ -74,7 +74,8 @@ class ChangeOrderStatus(ContractModel):
         ge=0,
         le=1000,
         description="How many rule-caused steps led to this command; set by the rules worker. "
-        "Upstream systems leave it out.",
+        "The status worker honours it only when the actor starts with `rule:` and counts any "
+        "other command as 0, so upstream systems leave it out.",
     )
 
 

@@ -39,7 +39,7 @@ from worker.rules.facts import (
     from_status_changed,
     from_stay,
 )
-from worker.rules.loading import check_statuses, load_rules
+from worker.rules.loading import CompiledRule, RuleSet, check_statuses, load_rules
 from worker.rules.spec import StayedInStatusTrigger
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,27 @@ PREFETCH = 100
 SCAN_BATCH = 200
 
 
+Keyset = tuple[datetime, str] | None
+"""Where the next page of stays begins: the last stay's entered_at and order number."""
+
+
 class UnexpectedFailure(Exception):
-    """Recording an event failed in a way retrying will not cure (a bug, most likely)."""
+    """Judging or recording failed in a way retrying will not cure (a bug, most likely)."""
 
 
 class RulesWorker:
-    """Runs the rules of `ORDERS_RULES_FILE`; refuses to start on an invalid file."""
+    """Runs the rules of `ORDERS_RULES_FILE` (or `rules`); refuses to start on an invalid file."""
 
     role = "rules"
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, stop: threading.Event, rules: RuleSet | None = None
+    ) -> None:
         self._settings = settings
         self._stop = stop
         self._topology = Topology.for_settings(settings)
         # Loaded here, before any thread starts: an invalid file stops start-up.
-        self._rules = load_rules(settings.rules_file)
+        self._rules = rules if rules is not None else load_rules(settings.rules_file)
         self._database = Database(settings, self.role)
         self._workflows = WorkflowCache(settings.workflow_refresh_seconds)
         self._next_scan = 0.0
@@ -168,7 +174,7 @@ class RulesWorker:
         def attempt() -> list[Verdict]:
             nonlocal contention_left
             now = datetime.now(UTC)
-            verdicts = judge(self._rules, event, self._settings.rules_max_depth, now)
+            verdicts = self._judge(event, now)
             try:
                 self._record(event, verdicts, now)
             except Exception as error:
@@ -194,6 +200,13 @@ class RulesWorker:
         _log_verdicts(event, verdicts)
         return None
 
+    def _judge(self, event: TriggerEvent, now: datetime) -> list[Verdict]:
+        """Judge `event`; an error here is a bug, and costs this event, not the worker."""
+        try:
+            return judge(self._rules, event, self._settings.rules_max_depth, now)
+        except Exception as error:
+            raise UnexpectedFailure(f"judging failed: {type(error).__name__}: {error}") from error
+
     def _record(self, event: TriggerEvent, verdicts: list[Verdict], now: datetime) -> None:
         """Record in one transaction; database faults of the surroundings are retried."""
         try:
@@ -206,10 +219,17 @@ class RulesWorker:
                 raise
             raise UnexpectedFailure(f"{type(error).__name__}: {error}") from error
 
-    def _find_stays(self, rule_name: str, status: str, entered_before: datetime) -> list[Stay]:
+    def _find_stays(
+        self, rule_name: str, status: str, entered_before: datetime, after: Keyset
+    ) -> list[Stay]:
         try:
             return find_stays(
-                self._database.connection(), rule_name, status, entered_before, SCAN_BATCH
+                self._database.connection(),
+                rule_name,
+                status,
+                entered_before,
+                SCAN_BATCH,
+                after=after,
             )
         except Exception as error:
             if is_transient_database_error(error):
@@ -231,25 +251,58 @@ class RulesWorker:
             return
         self._next_scan = time.monotonic() + self._settings.rules_scan_seconds
         for rule in self._rules.time_rules():
-            trigger = rule.spec.trigger
-            assert isinstance(trigger, StayedInStatusTrigger)  # noqa: S101 - time_rules() says so
-            while not self._stop.is_set():
-                now = datetime.now(UTC)
-                stays = self._retrying(keepalive)(
-                    self._find_stays, rule.name, trigger.stayed_in, now - trigger.duration
-                )
-                for stay in stays:
-                    event = from_stay(stay, stay_id(stay.order_number, stay.version), now)
-                    verdict = judge_rule(rule, event, self._settings.rules_max_depth, now)
-                    try:
-                        self._retrying(keepalive)(self._record, event, [verdict], now)
-                    except UnexpectedFailure:
-                        log.exception("time-based rule cannot be recorded; next scan tries again")
-                        return
-                    _log_verdicts(event, [verdict])
-                if len(stays) < SCAN_BATCH:
-                    break
-                keepalive()  # a long scan must not miss the broker's heartbeats
+            self._scan_rule(rule, keepalive)
+
+    def _scan_rule(self, rule: CompiledRule, keepalive: Callable[[], None]) -> None:
+        """Judge every stay `rule` has not fired on yet, a page at a time, oldest first."""
+        trigger = rule.spec.trigger
+        assert isinstance(trigger, StayedInStatusTrigger)  # noqa: S101 - time_rules() says so
+        # Fixed for the whole scan, so paging through the stays ends.
+        entered_before = datetime.now(UTC) - trigger.duration
+        after: Keyset = None
+        while not self._stop.is_set():
+            stays = self._retrying(keepalive)(
+                self._find_stays, rule.name, trigger.stayed_in, entered_before, after
+            )
+            for stay in stays:
+                self._judge_stay(rule, stay, keepalive)
+            if len(stays) < SCAN_BATCH:
+                return
+            after = (stays[-1].entered_at, stays[-1].order_number)
+            keepalive()  # a long scan must not miss the broker's heartbeats
+
+    def _judge_stay(self, rule: CompiledRule, stay: Stay, keepalive: Callable[[], None]) -> None:
+        """Judge and record one stay; a stay that fails is recorded as failed, or skipped."""
+        now = datetime.now(UTC)
+        event = from_stay(stay, stay_id(stay.order_number, stay.version), now)
+        try:
+            verdict = judge_rule(rule, event, self._settings.rules_max_depth, now)
+        except Exception as error:
+            log.exception("time-based rule cannot be judged", extra=_stay_context(rule, event))
+            why = f"judging failed: {type(error).__name__}: {error}"
+            verdict = Verdict(rule, "failed", why, "rule_error")
+        try:
+            self._retrying(keepalive)(self._record, event, [verdict], now)
+        except UnexpectedFailure as failure:
+            log.exception("time-based rule cannot be recorded", extra=_stay_context(rule, event))
+            verdict = Verdict(rule, "failed", f"recording failed: {failure}", "record_failed")
+            try:
+                self._retrying(keepalive)(self._record, event, [verdict], now)
+            except UnexpectedFailure:
+                # Not even the failure can be recorded: skip this stay, so the
+                # others are not held up; the next scan tries it again.
+                log.exception("stay skipped until the next scan", extra=_stay_context(rule, event))
+                return
+        _log_verdicts(event, [verdict])
+
+
+def _stay_context(rule: CompiledRule, event: TriggerEvent) -> dict[str, Any]:
+    return {
+        "rule": rule.name,
+        "event_id": str(event.event_id),
+        "order_number": event.order_number,
+        "correlation_id": event.correlation_id,
+    }
 
 
 def _take_what_has_arrived(connection: Any, buffer: list[Any]) -> None:

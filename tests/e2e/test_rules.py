@@ -1,6 +1,7 @@
 """End to end: events from the relay, the rules worker, and what its rules cause."""
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +19,8 @@ from worker.cli import main
 from worker.config import REPO_EXAMPLE_RULES, Settings
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import publish_command
+from worker.rules.loading import CompiledRule, RuleSet, parse_rules
+from worker.rules_worker import RulesWorker
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 StartWorkers = Any
@@ -365,3 +368,181 @@ rules:
     example = CliRunner().invoke(main, ["rules", "check", str(REPO_EXAMPLE_RULES)], env=env)
     assert example.exit_code == 0, example.output
     assert example.stderr == ""
+
+
+STAY_PING_PONG = """
+rules:
+  - name: start-work
+    trigger: {stayed_in: pending, for: 1s}
+    actions: [{set_status: in_progress}]
+  - name: send-back
+    trigger: {event: order.status.changed, from: pending, to: in_progress}
+    actions: [{set_status: pending}]
+"""
+
+
+def test_a_bounce_through_a_stay_stops_at_the_depth_limit(
+    settings: Settings,
+    topology: Topology,
+    with_rules: Callable[..., Settings],
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    start_workers(with_settings=with_rules(STAY_PING_PONG, rules_scan_seconds=0.2))
+    number = order_number()
+    publish_command(settings.amqp_url, topology, create_order(number))
+
+    stopped = eventually(
+        lambda: db.execute(
+            """SELECT rule_name, reason, depth FROM rule_firings
+               WHERE order_number = %s AND outcome = 'stopped'""",
+            (number,),
+        ).fetchall(),
+        timeout=30,
+    )
+    # Each stay carries on the depth of the move back to pending that began it.
+    assert stopped == [("send-back", "depth_limit", 5)]
+    history = db.execute(
+        """SELECT actor, rule_depth FROM order_status_history
+           WHERE order_number = %s ORDER BY version""",
+        (number,),
+    ).fetchall()
+    assert history == [
+        ("erp-sync", 0),
+        *[("rule:start-work", 1), ("rule:send-back", 2)],
+        *[("rule:start-work", 3), ("rule:send-back", 4)],
+        ("rule:start-work", 5),
+    ]
+    assert order_row(db, number) == ("in_progress", 6)
+
+
+STAYS = """
+rules:
+  - name: a-while
+    trigger: {stayed_in: pending, for: 1s}
+    condition: stayed_hours > 0.0005
+    actions:
+      - create_task: {title: "follow up v${version}", assignee: sales-ops}
+  - name: an-hour
+    trigger: {stayed_in: pending, for: 1h}
+    actions:
+      - create_task: {title: "too late", assignee: sales-ops}
+"""
+
+
+def test_a_stay_fires_once_due_and_condition_true_and_again_after_re_entering(
+    settings: Settings,
+    topology: Topology,
+    with_rules: Callable[..., Settings],
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    start_workers(with_settings=with_rules(STAYS, rules_scan_seconds=0.2))
+    number = order_number()
+    publish_command(settings.amqp_url, topology, create_order(number))
+
+    # Scans find the stay after 1s while its condition (1.8s) is still false:
+    # the stay is judged again on later scans, and fires once the condition holds.
+    eventually(lambda: tasks_of(db, number), timeout=30)
+    publish_command(settings.amqp_url, topology, change_status(number, "in_progress"))
+    publish_command(settings.amqp_url, topology, change_status(number, "pending"))
+    eventually(lambda: len(tasks_of(db, number)) == 2, timeout=30)
+
+    assert sorted(tasks_of(db, number)) == [
+        ("follow up v1", "sales-ops", "a-while"),
+        ("follow up v3", "sales-ops", "a-while"),
+    ]
+    firings = db.execute(
+        """SELECT rule_name, outcome, order_version, (facts->>'stayed_hours')::float
+           FROM rule_firings WHERE order_number = %s ORDER BY order_version""",
+        (number,),
+    ).fetchall()
+    assert [row[:3] for row in firings] == [("a-while", "fired", 1), ("a-while", "fired", 3)]
+    assert all(hours > 0.0005 for *_, hours in firings)
+
+
+REFUSE_FIRINGS = """
+CREATE FUNCTION refuse_firings_of_one_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.order_number = '{number}' AND NEW.reason IS DISTINCT FROM 'record_failed' THEN
+        RAISE EXCEPTION 'refused for this test' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER refuse_firings_of_one_order BEFORE INSERT ON rule_firings
+    FOR EACH ROW EXECUTE FUNCTION refuse_firings_of_one_order();
+"""
+
+
+def test_a_stay_that_cannot_be_recorded_is_failed_and_the_scan_goes_on(
+    settings: Settings,
+    topology: Topology,
+    with_rules: Callable[..., Settings],
+    start_workers: StartWorkers,
+    db: Conn,
+) -> None:
+    blocked, other = order_number(), order_number()
+    # The database refuses the first order's firing (and its firing as failed
+    # by the action's savepoint): only a record of the failure itself gets in.
+    db.execute(REFUSE_FIRINGS.replace("{number}", blocked))
+    publish_command(settings.amqp_url, topology, create_order(blocked))
+    start_workers("status-worker", "relay")
+    eventually(lambda: order_row(db, blocked))
+    publish_command(settings.amqp_url, topology, create_order(other))
+    eventually(lambda: order_row(db, other))
+    start_workers("rules", with_settings=with_rules(STAYED, rules_scan_seconds=0.2))
+
+    eventually(lambda: tasks_of(db, other), timeout=30)
+    assert tasks_of(db, blocked) == []
+    [(outcome, reason, detail)] = db.execute(
+        "SELECT outcome, reason, detail FROM rule_firings WHERE order_number = %s", (blocked,)
+    ).fetchall()
+    assert (outcome, reason) == ("failed", "record_failed")
+    assert "refused for this test" in detail
+
+
+def test_an_event_that_cannot_be_judged_is_dead_lettered_and_the_worker_goes_on(
+    settings: Settings,
+    topology: Topology,
+    dead_letters: QueueReader,
+    start_workers: StartWorkers,
+) -> None:
+    # A rule whose templates were never compiled: judging it raises, as a bug would.
+    [rule] = parse_rules(
+        "rules:\n  - {name: tell, trigger: order.created, "
+        "actions: [{notify: {channel: ops, message: 'new ${order_number}'}}]}\n"
+    ).rules
+    broken = RuleSet((CompiledRule(rule.spec, rule.condition, templates={}),))
+    start_workers("status-worker", "relay")
+    stop = threading.Event()
+    worker = RulesWorker(settings, stop, rules=broken)
+    crashed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as error:
+            crashed.append(error)
+
+    thread = threading.Thread(target=run, name="rules-under-test", daemon=True)
+    thread.start()
+    try:
+        first, second = order_number(), order_number()
+        publish_command(settings.amqp_url, topology, create_order(first))
+        publish_command(settings.amqp_url, topology, create_order(second))
+        copies = dead_letters.take(2)
+        assert [OrderCreated.model_validate_json(c.body).order_number for c in copies] == [
+            first,
+            second,
+        ]
+        for copy in copies:
+            assert copy.headers["x-dead-letter-reason"] == "apply_failed"
+            assert copy.headers["x-source-queue"] == topology.rules_queue
+            assert copy.headers["x-dead-letter-detail"].startswith("judging failed: KeyError")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert crashed == []
+    assert not thread.is_alive()

@@ -176,3 +176,24 @@ def test_a_move_for_an_order_nobody_registered_is_rejected_as_unknown_order() ->
     [result] = plan.results
     assert result.reason == RejectionReason.UNKNOWN_ORDER
     assert plan.moves == {}
+
+
+def test_only_a_rule_sent_command_carries_its_rule_depth_into_history_and_event() -> None:
+    number = order_number()
+    batch = [
+        # An upstream system cannot switch the loop guard off by claiming a depth.
+        IncomingCommand(change_status(number, "in_progress", actor="erp-sync", rule_depth=1000)),
+        IncomingCommand(change_status(number, "pending", actor="rule:pong", rule_depth=3)),
+        IncomingCommand(create_order(registered := order_number())),
+    ]
+
+    plan = plan_batch(batch, {number: known("pending")}, {}, WORKFLOW, NOW)
+
+    assert [(h.actor, h.rule_depth) for h in plan.history] == [
+        ("erp-sync", 0),
+        ("rule:pong", 3),
+        ("erp-sync", 0),
+    ]
+    changed = [event for event, _ in plan.events if isinstance(event, OrderStatusChanged)]
+    assert [event.rule_depth for event in changed] == [0, 3]
+    assert plan.history[2].incoming.command.order_number == registered

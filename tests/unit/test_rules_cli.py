@@ -10,9 +10,11 @@ from pathlib import Path
 from uuid import UUID
 
 from click.testing import CliRunner
+from rich.console import Console
 
 from contracts import Customer, OrderCreated, OrderSnapshot, OrderStatusChanged
 from worker.cli import main
+from worker.cli.output import console, table
 from worker.config import REPO_EXAMPLE_RULES
 
 NOWHERE = {
@@ -56,11 +58,17 @@ def event_file(tmp_path: Path, amount: str) -> Path:
     return path
 
 
-def test_check_accepts_the_example_and_says_statuses_were_not_checked_offline() -> None:
+def test_check_fails_when_the_statuses_cannot_be_checked_unless_offline() -> None:
     code, out, err = invoke("rules", "check", str(REPO_EXAMPLE_RULES))
+    assert code == 1
+    assert out == ""
+    assert "statuses not checked: cannot read the workflow" in err
+    assert "use --offline" in err
+
+    code, out, err = invoke("rules", "check", str(REPO_EXAMPLE_RULES), "--offline")
     assert code == 0, err
     assert out == f"{REPO_EXAMPLE_RULES}: 2 rules OK (1 disabled: pending-too-long)\n"
-    assert "statuses not checked: cannot read the workflow" in err
+    assert err == ""
 
 
 def test_check_fails_an_invalid_file_naming_the_rule(tmp_path: Path) -> None:
@@ -172,3 +180,30 @@ def test_rules_test_takes_a_status_change_event(tmp_path: Path) -> None:
         "(dave@support: defect reported)" in lines
     )
     assert "not for order.status.changed: large-order-review" in lines
+
+
+def test_brackets_in_rule_names_and_values_are_shown_as_written(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        """
+rules:
+  - name: "[urgent] big [/]"
+    trigger: order.created
+    actions: [{notify: {channel: ops, message: "[bold]${customer_id}[/bold] [/]"}}]
+""",
+        "utf-8",
+    )
+    code, out, err = invoke("rules", "test", str(rules), "--event", str(event_file(tmp_path, "5")))
+    assert code == 0, err
+    assert "rule [urgent] big [/]: FIRES" in out.splitlines()
+    assert "  would notify ops: [bold]C-1001[/bold] [/]" in out.splitlines()
+
+
+def test_table_titles_and_cells_are_plain_text_on_any_console() -> None:
+    # orders show, tasks list and others print user text (titles, reasons) in tables.
+    for out in (console(), Console(width=100, markup=True)):
+        with out.capture() as captured:
+            out.print(table("tasks [x]", ("title",), [("[urgent] call back [/]",), (None,)]))
+        shown = captured.get()
+        assert "tasks [x]" in shown
+        assert "[urgent] call back [/]" in shown

@@ -1,6 +1,6 @@
 """Judging events against rules, without servers: conditions, narrowing, loop guard, ids."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import uuid4
 
@@ -13,8 +13,16 @@ from worker.rules.engine import (
     PlannedTask,
     UnplannableAction,
     judge,
+    judge_rule,
+    stay_id,
 )
-from worker.rules.facts import TriggerEvent, from_order_created, from_status_changed
+from worker.rules.facts import (
+    Stay,
+    TriggerEvent,
+    from_order_created,
+    from_status_changed,
+    from_stay,
+)
 from worker.rules.loading import parse_rules
 from worker.rules.templates import TemplateInvalid, compile_template
 
@@ -202,3 +210,64 @@ def test_templates_substitute_names_only() -> None:
     for source in ("${order_number.__class__}", "${0}", "$"):
         with pytest.raises(TemplateInvalid):
             compile_template(source)
+
+
+def stay(depth: int, hours: float = 2.0) -> Stay:
+    return Stay(
+        order_number="SO-1",
+        status="pending",
+        version=6,
+        from_status="in_progress",
+        actor="rule:back",
+        reason=None,
+        amount=Decimal("500"),
+        currency="CNY",
+        customer_id="C-1",
+        customer_type="standard",
+        order_date=date(2026, 11, 20),
+        entered_at=NOW - timedelta(hours=hours),
+        correlation_id="corr-1",
+        depth=depth,
+    )
+
+
+STAY_RULES = parse_rules(
+    """
+rules:
+  - name: move-on
+    trigger: {stayed_in: pending, for: 1h}
+    actions: [{set_status: in_progress}]
+"""
+)
+
+
+def test_a_stay_carries_on_the_depth_of_the_change_that_began_it() -> None:
+    [rule] = STAY_RULES.time_rules()
+    event = from_stay(stay(depth=2), stay_id("SO-1", 6), NOW)
+    assert (event.depth, event.facts["depth"], event.facts["stayed_hours"]) == (2, 2, 2.0)
+
+    verdict = judge_rule(rule, event, 5, NOW)
+    [planned] = verdict.actions
+    assert isinstance(planned, PlannedStatusChange)
+    assert planned.command.rule_depth == 3
+
+
+def test_the_loop_guard_stops_a_stay_rule_at_the_depth_limit() -> None:
+    [rule] = STAY_RULES.time_rules()
+    verdict = judge_rule(rule, from_stay(stay(depth=5), stay_id("SO-1", 6), NOW), 5, NOW)
+    assert (verdict.outcome, verdict.reason, verdict.actions) == ("stopped", "depth_limit", ())
+
+
+def test_a_due_date_past_the_calendar_is_a_failed_action_not_a_crash() -> None:
+    rules = parse_rules(
+        """
+rules:
+  - name: far
+    trigger: order.created
+    actions: [{create_task: {title: t, assignee: a, due_in: 520w}}]
+"""
+    )
+    [verdict] = judge(rules, created("500"), 5, datetime(9995, 1, 1, tzinfo=UTC))
+    [failed] = verdict.actions
+    assert isinstance(failed, UnplannableAction)
+    assert failed.detail.startswith("OverflowError")

@@ -79,6 +79,42 @@ rules:
             "rule 'r9': trigger.order.stayed.for: Value error, 'soon' is not a duration",
         ),
         ("{trigger: order.created, ACT}", "rule #1 (no name): name:"),
+        # Durations are bounded, so dates computed from them cannot overflow.
+        (
+            "{name: r10, trigger: {stayed_in: pending, for: 3000000d}, ACT}",
+            "rule 'r10': trigger.order.stayed.for: Value error, '3000000d' is too long",
+        ),
+        (
+            "{name: r11, trigger: {stayed_in: pending, for: 99999999999999w}, ACT}",
+            "rule 'r11': trigger.order.stayed.for: Value error, '99999999999999w' is too long",
+        ),
+        (
+            "{name: r12, trigger: order.created, "
+            "actions: [{create_task: {title: t, assignee: a, due_in: 3000000d}}]}",
+            "rule 'r12': actions.0.create_task.create_task.due_in: Value error, '3000000d' is too",
+        ),
+        # An unknown name or a type error is found even when the sample values
+        # would not reach it (short-circuit), and so is a method on a value that
+        # real events leave null.
+        (
+            "{name: r13, trigger: order.created, condition: 'amount > 10000 && nosuch == 1', ACT}",
+            "rule 'r13': condition 'amount > 10000 && nosuch == 1': unknown name nosuch",
+        ),
+        (
+            "{name: r14, trigger: order.created, "
+            "condition: 'amount > 10000 && customer_type > 5', ACT}",
+            "rule 'r14': condition 'amount > 10000 && customer_type > 5': No such overload",
+        ),
+        (
+            "{name: r15, trigger: order.status.changed, condition: 'reason.startsWith(\"x\")', "
+            "ACT}",
+            "rule 'r15': condition 'reason.startsWith(\"x\")': Undefined variable or function",
+        ),
+        (
+            "{name: r16, trigger: {stayed_in: pending, for: 1h}, "
+            "condition: 'depth > 0 && from_status.endsWith(\"x\")', ACT}",
+            "rule 'r16': condition 'depth > 0 && from_status.endsWith(\"x\")': Undefined",
+        ),
     ],
 )
 def test_each_problem_names_its_rule(rule: str, expected: str) -> None:
@@ -125,3 +161,29 @@ rules:
 def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuleFileInvalid, match="cannot read the file"):
         load_rules(tmp_path / "missing.yaml")
+
+
+def test_the_largest_duration_loads() -> None:
+    rule_set = parse_rules(
+        "rules:\n  - {name: a, trigger: {stayed_in: pending, for: 520w}, "
+        "actions: [{create_task: {title: t, assignee: a, due_in: 520w}}]}\n"
+    )
+    trigger = rule_set.rules[0].spec.trigger
+    assert isinstance(trigger, StayedInStatusTrigger)
+    assert trigger.duration == timedelta(weeks=520)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "condition"),
+    [
+        ("order.status.changed", 'reason != null && reason.startsWith("x")'),
+        ("{stayed_in: pending, for: 1h}", 'from_status != null && from_status == "pending"'),
+        ("order.created", "[1000, 2000].exists(x, amount > double(x))"),
+        ("order.created", "amount_e4 / (amount_e4 - 10000) > 0"),  # zero only for some data
+    ],
+)
+def test_guarded_and_data_dependent_conditions_load(trigger: str, condition: str) -> None:
+    rule_set = parse_rules(
+        f"rules:\n  - {{name: a, trigger: {trigger}, condition: '{condition}', {A}}}\n"
+    )
+    assert rule_set.rules[0].condition is not None

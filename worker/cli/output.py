@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class ExitCode(IntEnum):
@@ -23,8 +24,12 @@ class ExitCode(IntEnum):
 
 
 def console() -> Console:
-    """A console as wide as the terminal, or 160 columns when output is not a terminal."""
-    return Console(width=shutil.get_terminal_size((160, 24)).columns, highlight=False)
+    """A console as wide as the terminal, or 160 columns when output is not a terminal.
+
+    Markup is off: what it prints holds user text (rule names, reasons, titles),
+    and `[urgent]` must show as written, not vanish or break the output.
+    """
+    return Console(width=shutil.get_terminal_size((160, 24)).columns, highlight=False, markup=False)
 
 
 def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
@@ -39,10 +44,13 @@ def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    """Build a table whose cells are shown as text; None shows as a dash."""
-    result = Table(title=title, title_justify="left")
+    """Build a table whose title and cells are shown as plain text; None shows as a dash.
+
+    Text, not str: a str would be read as Rich markup by whichever console prints it.
+    """
+    result = Table(title=None if title is None else Text(title), title_justify="left")
     for column in columns:
-        result.add_column(column)
+        result.add_column(Text(column))
     for row in rows:
-        result.add_row(*("-" if cell is None else str(cell) for cell in row))
+        result.add_row(*(Text("-" if cell is None else str(cell)) for cell in row))
     return result

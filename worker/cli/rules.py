@@ -34,14 +34,22 @@ def rules() -> None:
 )
 @click.pass_obj
 def check(settings: Settings, *, rule_file: Path, offline: bool) -> None:
-    """Validate RULE_FILE: its shape, conditions, templates and (online) its statuses."""
+    """Validate RULE_FILE: its shape, conditions, templates and (unless --offline) its statuses.
+
+    A check that could not run is not a pass: without the workflow the exit code is 1.
+    """
     rule_set = _load_or_exit(rule_file)
     if not offline:
         try:
             with connect(settings, "cli", autocommit=True) as conn:
                 workflow = load_workflow(conn)
         except (psycopg.OperationalError, SchemaMissing) as error:
-            click.echo(f"statuses not checked: cannot read the workflow ({error})", err=True)
+            click.echo(
+                f"{rule_file}: statuses not checked: cannot read the workflow ({error}); "
+                "use --offline to check the file alone",
+                err=True,
+            )
+            sys.exit(ExitCode.FAILURE)
         else:
             try:
                 check_statuses(rule_set, workflow, rule_file)

@@ -78,17 +78,17 @@ WITH claimed AS (
 ), history AS (
     INSERT INTO order_status_history (
         order_number, from_status, to_status, version, actor, reason, changed_at,
-        command_id, correlation_id
+        command_id, correlation_id, rule_depth
     )
     SELECT order_number, from_status, to_status, version, actor, reason, %(now)s,
-           command_id, correlation_id
+           command_id, correlation_id, rule_depth
     FROM unnest(
         %(h_order_number)b::text[], %(h_from_status)b::text[], %(h_to_status)b::text[],
         %(h_version)b::integer[], %(h_actor)b::text[], %(h_reason)b::text[],
-        %(h_command_id)b::uuid[], %(h_correlation_id)b::text[]
+        %(h_command_id)b::uuid[], %(h_correlation_id)b::text[], %(h_rule_depth)b::integer[]
     ) WITH ORDINALITY AS entry (
         order_number, from_status, to_status, version, actor, reason, command_id,
-        correlation_id, position
+        correlation_id, rule_depth, position
     )
     ORDER BY position
 ), events AS (
@@ -201,10 +201,10 @@ def _lines(registrations: Sequence[Registration]) -> dict[str, Any]:
 
 def _history(plan: BatchPlan) -> dict[str, Any]:
     names = ["order_number", "from_status", "to_status", "version", "actor", "reason",
-             "command_id", "correlation_id"]  # fmt: skip
+             "command_id", "correlation_id", "rule_depth"]  # fmt: skip
     rows = [
         (e.incoming.command.order_number, e.from_status, e.to_status, e.version, e.actor,
-         e.reason, e.incoming.command.command_id, e.incoming.correlation)
+         e.reason, e.incoming.command.command_id, e.incoming.correlation, e.rule_depth)
         for e in plan.history
     ]  # fmt: skip
     return _columns("h", names, rows)

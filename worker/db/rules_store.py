@@ -66,20 +66,26 @@ ON CONFLICT (task_id) DO NOTHING
 
 SELECT_ORDER_STATE = "SELECT status, version FROM orders WHERE order_number = %(order_number)s"
 
+# Keyset pagination over (entered at, order number): one scan visits each stay
+# at most once, so it ends, and stays whose condition was false (not recorded,
+# judged again on every scan) cannot hide the stays behind them.
 SELECT_STAYS = """
 SELECT o.order_number, o.status, o.version, h.from_status, h.actor, h.reason, o.amount,
-       o.currency, o.customer_id, o.customer_type, o.order_date, h.changed_at, h.correlation_id
+       o.currency, o.customer_id, o.customer_type, o.order_date, h.changed_at, h.correlation_id,
+       h.rule_depth
 FROM orders o
 JOIN order_status_history h ON h.order_number = o.order_number AND h.version = o.version
 WHERE o.status = %(status)s
   AND h.changed_at <= %(entered_before)s
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (h.changed_at, o.order_number) > (%(after_at)s::timestamptz, %(after_number)s::text))
   AND NOT EXISTS (
       SELECT 1 FROM rule_firings f
       WHERE f.rule_name = %(rule_name)s
         AND f.order_number = o.order_number
         AND f.order_version = o.version
   )
-ORDER BY h.changed_at
+ORDER BY h.changed_at, o.order_number
 LIMIT %(limit)s
 """
 
@@ -97,14 +103,10 @@ def record_verdicts(
 
     Returns how many firings were new. A verdict whose (event, rule) is already
     recorded is skipped entirely: that is what makes a redelivery harmless. A
-    rule that did not match is recorded only for a stay, so the scan does not
-    ask again.
+    rule that did not match is not recorded, not even for a stay: its
+    condition may hold on a later scan (`stayed_hours > 48.0` with `for: 24h`).
     """
-    to_record = [
-        verdict
-        for verdict in verdicts
-        if verdict.outcome in RECORDED_OUTCOMES or event.kind == "order.stayed"
-    ]
+    to_record = [verdict for verdict in verdicts if verdict.outcome in RECORDED_OUTCOMES]
     if not to_record:
         return 0  # most events fire nothing: no transaction at all
     new = 0
@@ -294,15 +296,28 @@ def _precheck(
 
 
 def find_stays(
-    conn: Connection, rule_name: str, status: str, entered_before: datetime, limit: int
+    conn: Connection,
+    rule_name: str,
+    status: str,
+    entered_before: datetime,
+    limit: int,
+    *,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Stay]:
-    """Orders in `status` since before `entered_before` that `rule_name` has not judged yet."""
+    """Orders in `status` since before `entered_before` that `rule_name` has not fired on.
+
+    Oldest stay first; `after` (the last stay's entered_at and order number)
+    asks for the next page.
+    """
+    after_at, after_number = after if after else (None, None)
     with conn.transaction():
         rows = conn.execute(
             SELECT_STAYS,
             {
                 "status": status,
                 "entered_before": entered_before,
+                "after_at": after_at,
+                "after_number": after_number,
                 "rule_name": rule_name,
                 "limit": limit,
             },

@@ -33,6 +33,7 @@ from worker.domain.decisions import (
     Unchanged,
     decide_creation,
     decide_status_change,
+    trusted_rule_depth,
 )
 from worker.domain.fingerprints import creation_fingerprint, fingerprint
 from worker.domain.incoming import IncomingCommand
@@ -88,6 +89,8 @@ class HistoryEntry:
     version: int
     actor: str
     reason: str | None
+    rule_depth: int = 0
+    """How many rule-caused steps led to this change (0 for registrations and upstream moves)."""
 
 
 @dataclass
@@ -173,6 +176,7 @@ class _Planner:
         decision = decide_status_change(state, command, self._workflow)
         match decision:
             case Move():
+                depth = trusted_rule_depth(command)
                 if order is None:
                     raise RuntimeError("a move was decided for an order that does not exist")
                 self._orders[command.order_number] = replace(
@@ -187,10 +191,11 @@ class _Planner:
                         decision.new_version,
                         command.actor,
                         command.reason,
+                        rule_depth=depth,
                     )
                 )
                 event: Event = events.status_changed(
-                    incoming, command, decision, order.snapshot, self._now
+                    incoming, command, decision, order.snapshot, self._now, rule_depth=depth
                 )
                 self.plan.events.append((event, incoming))
             case Rejection():

@@ -5,6 +5,18 @@ from dataclasses import dataclass
 from contracts import ChangeOrderStatus, RejectionReason
 from worker.domain.workflow import Workflow
 
+RULE_ACTOR_PREFIX = "rule:"
+"""The actor of every command a rule sends: `rule:<name>`."""
+
+
+def trusted_rule_depth(command: ChangeOrderStatus) -> int:
+    """The command's rule depth if a rule sent it, else 0.
+
+    Only the rules worker counts rule-caused steps; a depth set by anyone else
+    would let an upstream system switch the rules off for its changes.
+    """
+    return command.rule_depth if command.actor.startswith(RULE_ACTOR_PREFIX) else 0
+
 
 @dataclass(frozen=True)
 class OrderState:

@@ -43,8 +43,13 @@ def status_changed(
     move: Move,
     snapshot: OrderSnapshot,
     at: datetime,
+    *,
+    rule_depth: int,
 ) -> OrderStatusChanged:
-    """The event for an applied status change, with what rules need of the order."""
+    """The event for an applied status change, with what rules need of the order.
+
+    `rule_depth` is the depth the planner trusts (see `trusted_rule_depth`).
+    """
     return OrderStatusChanged(
         event_id=uuid4(),
         command_id=command.command_id,
@@ -57,7 +62,7 @@ def status_changed(
         reason=command.reason,
         changed_at=at,
         order=snapshot,
-        rule_depth=command.rule_depth,
+        rule_depth=rule_depth,
     )
 
 

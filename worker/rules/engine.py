@@ -15,6 +15,7 @@ from uuid import UUID, uuid5
 from pydantic import ValidationError
 
 from contracts import ChangeOrderStatus, Notification, TaskCreated
+from worker.domain.decisions import RULE_ACTOR_PREFIX
 from worker.rules.conditions import ConditionFailed
 from worker.rules.facts import TriggerEvent
 from worker.rules.loading import CompiledRule, RuleSet
@@ -43,7 +44,7 @@ def stay_id(order_number: str, version: int) -> UUID:
 
 
 def rule_actor(rule: str) -> str:
-    return f"rule:{rule}"
+    return f"{RULE_ACTOR_PREFIX}{rule}"
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,10 @@ def plan_actions(
         except ValidationError as error:
             problems = error.errors(include_url=False, include_input=False)
             detail = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in problems)
-            kind = action_kind(action)
-            planned.append(UnplannableAction(position, kind, message_id, detail))
+            planned.append(UnplannableAction(position, action_kind(action), message_id, detail))
+        except OverflowError as error:  # a due date past the year 9999
+            detail = f"{type(error).__name__}: {error}"
+            planned.append(UnplannableAction(position, action_kind(action), message_id, detail))
     return tuple(planned)
 
 

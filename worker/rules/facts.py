@@ -41,6 +41,9 @@ FACT_NAMES = (
 )
 """Every name a condition or template may use."""
 
+NULLABLE_FACTS = ("from_status", "reason", "stayed_hours")
+"""The facts that are null on some events of a trigger (see each trigger's facts below)."""
+
 
 @dataclass(frozen=True)
 class TriggerEvent:
@@ -158,6 +161,8 @@ class Stay:
     order_date: date
     entered_at: datetime
     correlation_id: str | None
+    depth: int
+    """The rule depth of the change that began the stay: a stay rule carries it on."""
 
 
 def from_stay(stay: Stay, firing_id: UUID, now: datetime) -> TriggerEvent:
@@ -177,7 +182,7 @@ def from_stay(stay: Stay, firing_id: UUID, now: datetime) -> TriggerEvent:
         "customer_type": stay.customer_type,
         "order_date": _timestamp(stay.order_date),
         "event_time": stay.entered_at,
-        "depth": 0,
+        "depth": stay.depth,
         "stayed_hours": (now - stay.entered_at).total_seconds() / 3600,
     }
     return TriggerEvent(
@@ -185,7 +190,7 @@ def from_stay(stay: Stay, firing_id: UUID, now: datetime) -> TriggerEvent:
         kind="order.stayed",
         order_number=stay.order_number,
         order_version=stay.version,
-        depth=0,
+        depth=stay.depth,
         correlation_id=stay.correlation_id,
         facts=facts,
         amount_text=format(stay.amount, "f"),

@@ -7,6 +7,7 @@ never runs half a rule set.
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from worker.domain.workflow import Workflow
 from worker.rules.conditions import Condition, ConditionInvalid, compile_condition
+from worker.rules.facts import NULLABLE_FACTS
 from worker.rules.spec import (
     CreateTask,
     Notify,
@@ -162,7 +164,9 @@ def _compile(raw: Any) -> CompiledRule:
     condition = None
     if spec.condition is not None:
         try:
-            condition = compile_condition(spec.condition, sample_facts(trigger_kind(spec.trigger)))
+            condition = compile_condition(
+                spec.condition, sample_fact_sets(trigger_kind(spec.trigger))
+            )
         except ConditionInvalid as error:
             problems.append(f"condition {spec.condition!r}: {error}")
     templates: dict[str, MessageTemplate] = {}
@@ -199,25 +203,46 @@ def _describe(error: ValidationError) -> list[str]:
     return described
 
 
-def sample_facts(kind: str) -> dict[str, Any]:
-    """Typical facts for a trigger, to try a condition once when it is compiled."""
+def sample_fact_sets(kind: str) -> list[dict[str, Any]]:
+    """Facts like real events of a trigger, to try a condition on when it is compiled.
+
+    Small and large amounts and depths, each with every nullable fact as real
+    events of this trigger may have it: null, or set.
+    """
     moment = datetime(2026, 1, 1, tzinfo=UTC)
-    return {
+    base = {
         "trigger": kind,
         "order_number": "SO-1",
         "status": "pending",
-        "from_status": None if kind == "order.created" else "pending",
         "to_status": "pending",
-        "version": 1,
         "actor": "someone",
-        "reason": None if kind == "order.created" else "",
-        "amount": 1.0,
-        "amount_e4": 10_000,
         "currency": "CNY",
         "customer_id": "C-1",
         "customer_type": "standard",
         "order_date": moment,
         "event_time": moment,
-        "depth": 0,
-        "stayed_hours": 1.0 if kind == "order.stayed" else None,
     }
+    sizes = [
+        {"amount": 1.0, "amount_e4": 10_000, "depth": 0, "version": 1},
+        {"amount": 1e12, "amount_e4": 10**16, "depth": 3, "version": 7},
+    ]
+    by_trigger: dict[str, dict[str, list[Any]]] = {
+        "order.created": {"from_status": [None], "reason": [None], "stayed_hours": [None]},
+        "order.status.changed": {
+            "from_status": ["pending"],
+            "reason": [None, "a reason"],
+            "stayed_hours": [None],
+        },
+        "order.stayed": {
+            "from_status": [None, "pending"],
+            "reason": [None, "a reason"],
+            "stayed_hours": [1.0, 1000.0],
+        },
+    }
+    nullable = by_trigger.get(kind, {name: [None] for name in NULLABLE_FACTS})
+    names = list(nullable)
+    return [
+        {**base, **size, **dict(zip(names, values, strict=True))}
+        for size in sizes
+        for values in product(*(nullable[name] for name in names))
+    ]

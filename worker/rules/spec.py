@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +28,8 @@ from contracts.notifications import Channel
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
 DURATION = re.compile(rf"^(?:{DURATION_PART.pattern})+$")
 UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+MAX_DURATION = timedelta(weeks=520)
+"""About ten years: longer durations are surely mistakes, and keep dates far from overflow."""
 
 RuleName = Annotated[
     str,
@@ -47,11 +50,23 @@ def parse_duration(value: Any) -> Any:
         seconds = sum(
             float(number) * UNIT_SECONDS[unit] for number, unit in DURATION_PART.findall(text)
         )
+        if not seconds <= MAX_DURATION.total_seconds():  # also catches inf from huge numbers
+            raise ValueError(_too_long(value))
         return timedelta(seconds=seconds)
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def _at_most_max(value: timedelta) -> timedelta:
+    if value > MAX_DURATION:
+        raise ValueError(_too_long(value))
+    return value
+
+
+def _too_long(value: Any) -> str:
+    return f"{value!r} is too long; a duration is at most {MAX_DURATION.days // 7}w (ten years)"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_at_most_max)]
 
 
 def _one_or_many(value: Any) -> Any:

@@ -10,9 +10,10 @@ wait: the refused event alone is offered again, with backoff, until the broker
 takes it.
 """
 
+import contextlib
 import logging
 import threading
-from itertools import takewhile
+import time
 from typing import Any
 
 from worker.config import Settings
@@ -27,10 +28,45 @@ from worker.resilience import retry_until_stopped, run_sessions
 log = logging.getLogger(__name__)
 
 STANDBY_POLL_SECONDS = 0.5
+CONFIRM_POLL_SECONDS = 0.002
+"""How long the relay waits for confirms before looking for new commits again."""
+SETTLE_ON_STOP_SECONDS = 5.0
 
 
 class EventRefused(Exception):
     """The broker nacked an event; it stays in the outbox and is tried again later."""
+
+
+class _Window:
+    """The events published and not yet marked, in outbox order, with their delivery tags."""
+
+    def __init__(self, publisher: ConfirmedPublisher) -> None:
+        self.publisher = publisher
+        self.events: list[outbox.PendingEvent] = []
+        self.tags: list[int] = []
+
+    def room(self, capacity: int) -> int:
+        return max(0, capacity - len(self.events))
+
+    def add(self, event: outbox.PendingEvent, tag: int) -> None:
+        self.events.append(event)
+        self.tags.append(tag)
+
+    @property
+    def ids(self) -> list[int]:
+        return [event.id for event in self.events]
+
+    def take(self, count: int) -> list[outbox.PendingEvent]:
+        """Remove and return the first `count` events, now settled."""
+        done, self.events = self.events[:count], self.events[count:]
+        settled, self.tags = self.tags[:count], self.tags[count:]
+        self.publisher.forget(settled)
+        return done
+
+    def clear(self) -> None:
+        """Forget everything in flight: the next read starts again at the oldest unpublished."""
+        self.publisher.forget(self.tags)
+        self.events, self.tags = [], []
 
 
 class OutboxRelay:
@@ -63,7 +99,7 @@ class OutboxRelay:
             if not self._become_leader(database, broker):
                 return
             outbox.listen_for_commits(database)
-            publisher = ConfirmedPublisher(broker)
+            window = _Window(ConfirmedPublisher(broker))
             retrying = retry_until_stopped(
                 self._stop,
                 lambda error: isinstance(error, EventRefused),
@@ -71,10 +107,8 @@ class OutboxRelay:
                 log,
                 keepalive=lambda: serve(broker),
             )
-            while not self._stop.is_set():
-                if not retrying(self._publish_some, database, broker, publisher):
-                    outbox.wait_for_commits(database, self._settings.relay_sweep_seconds)
-                serve(broker)
+            retrying(self._relay, database, broker, window)
+            self._settle_before_leaving(database, broker, window)  # a clean stop
         finally:
             database.close()  # also releases the leader lock
             broker.release()
@@ -92,40 +126,66 @@ class OutboxRelay:
             serve(broker, STANDBY_POLL_SECONDS)
         return False
 
-    def _publish_some(
-        self, database: Connection, broker: Any, publisher: ConfirmedPublisher
-    ) -> bool:
-        """Publish what is waiting; True if more may be waiting already.
+    def _relay(self, database: Connection, broker: Any, window: "_Window") -> None:
+        """Keep up to `relay_batch_size` events in flight; mark them as their confirms come.
+
+        Newly committed events are sent while earlier ones still wait for their
+        confirms, so a commit reaches the broker within one read of the outbox,
+        not after the previous batch's confirms and marking.
+        """
+        more = True  # look at the outbox once on taking over
+        while not self._stop.is_set():
+            if more and window.room(self._capacity):
+                read = window.room(self._capacity)
+                more = self._send_next(database, window, read) == read
+            self._settle(database, broker, window)
+            if not window.events and not more:
+                outbox.wait_for_commits(database, self._settings.relay_sweep_seconds)
+                more = True  # a commit, or the sweep
+            elif not more:
+                window.publisher.poll(CONFIRM_POLL_SECONDS)
+                more = outbox.wait_for_commits(database, 0)
+            serve(broker)
+
+    @property
+    def _capacity(self) -> int:
+        return self._batch_limit
+
+    def _send_next(self, database: Connection, window: "_Window", limit: int) -> int:
+        """Publish the next `limit` events after those in flight; return how many there were."""
+        pending = outbox.unpublished(database, limit, in_flight=window.ids)
+        with window.publisher.coalesced():
+            for event in pending:
+                window.add(event, self._publish_one(window.publisher, event))
+        return len(pending)
+
+    def _settle(self, database: Connection, broker: Any, window: "_Window") -> None:
+        """Mark the confirmed events at the head of the window; stop at a refused one.
 
         After a refusal only the refused event is offered, until it is taken,
         so the events behind it are not sent to every other queue on each try.
         """
-        limit = self._batch_limit
-        try:
-            published = self._publish_pending(database, broker, publisher, limit)
-        except EventRefused:
-            self._batch_limit = 1
-            raise
-        self._batch_limit = self._settings.relay_batch_size
-        return published == limit
-
-    def _publish_pending(
-        self, database: Connection, broker: Any, publisher: ConfirmedPublisher, limit: int
-    ) -> int:
-        """Publish up to `limit` of the oldest unpublished events; return how many were taken."""
-        pending = outbox.unpublished(database, limit)
-        with publisher.coalesced():
-            tags = [self._publish_one(publisher, event) for event in pending]
-        refused = set(publisher.wait_for_confirms())
-        confirmed = takewhile(lambda pair: pair[1] not in refused, zip(pending, tags, strict=True))
-        taken = [event for event, _tag in confirmed]
-        self._mark_published(database, broker, taken)
+        taken, refused = window.publisher.settled_prefix(window.tags)
+        done = window.take(taken)
+        if done:
+            self._mark_published(database, broker, done)
+            self._batch_limit = self._settings.relay_batch_size
+            log.debug("published events", extra={"count": len(done)})
         if refused:
-            first = pending[len(taken)]
+            first = window.events[0]
+            window.clear()
+            self._batch_limit = 1
             raise EventRefused(f"the broker refused event {first.event_id} ({first.message_type})")
-        if taken:
-            log.debug("published events", extra={"count": len(taken)})
-        return len(taken)
+
+    def _settle_before_leaving(self, database: Connection, broker: Any, window: "_Window") -> None:
+        """On a clean stop, wait briefly for the confirms in flight and mark what was taken."""
+        if not window.events:
+            return
+        deadline = time.monotonic() + SETTLE_ON_STOP_SECONDS
+        with contextlib.suppress(EventRefused):
+            while window.events and time.monotonic() < deadline:
+                window.publisher.poll(CONFIRM_POLL_SECONDS)
+                self._settle(database, broker, window)
 
     def _publish_one(self, publisher: ConfirmedPublisher, event: outbox.PendingEvent) -> int:
         return publisher.publish(

@@ -5,6 +5,7 @@ relay, holding a session advisory lock so only one relay publishes, reads the
 unpublished rows in id order and marks them once the broker has confirmed.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ SELECT_UNPUBLISHED = """
 SELECT id, event_id, routing_key, message_type, payload::text, order_number, command_id,
        correlation_id, created_at, exchange
 FROM outbox
-WHERE published_at IS NULL
+WHERE published_at IS NULL AND NOT (id = ANY(%(in_flight)s))
 ORDER BY id
 LIMIT %(limit)s
 """
@@ -116,15 +117,22 @@ def listen_for_commits(conn: Connection) -> None:
     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(OUTBOX_CHANNEL)))
 
 
-def wait_for_commits(conn: Connection, timeout: float) -> None:
-    """Return at the next NOTIFY from a status worker, or after `timeout` seconds."""
-    for _notification in conn.notifies(timeout=timeout, stop_after=1):
-        pass
+def wait_for_commits(conn: Connection, timeout: float) -> bool:
+    """Return at the next NOTIFY from a worker (True), or after `timeout` seconds (False).
+
+    A timeout of 0 only looks at what has arrived already.
+    """
+    return any(True for _notification in conn.notifies(timeout=timeout, stop_after=1))
 
 
-def unpublished(conn: Connection, limit: int) -> list[PendingEvent]:
-    """The oldest events not yet confirmed by the broker, in the order they were written."""
-    return [PendingEvent(*row) for row in conn.execute(SELECT_UNPUBLISHED, {"limit": limit})]
+def unpublished(conn: Connection, limit: int, in_flight: Sequence[int] = ()) -> list[PendingEvent]:
+    """The oldest unpublished events but those `in_flight` (sent, awaiting their confirm).
+
+    Not "after the last id sent": the status and rules workers write to the
+    outbox concurrently, so a lower id can commit after a higher one was read.
+    """
+    rows = conn.execute(SELECT_UNPUBLISHED, {"limit": limit, "in_flight": list(in_flight)})
+    return [PendingEvent(*row) for row in rows]
 
 
 def mark_published(conn: Connection, events: list[PendingEvent]) -> None:

@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 PERSISTENT = 2
@@ -42,6 +42,7 @@ class ConfirmedPublisher:
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
         self._nacked: list[int] = []
+        self._refused: set[int] = set()
         self._returned: list[str] = []
 
     def publish(
@@ -121,7 +122,30 @@ class ConfirmedPublisher:
             returned, self._returned = self._returned, []
             raise MessageUnroutable(f"no queue took: {'; '.join(returned)}")
         nacked, self._nacked = self._nacked, []
+        self._refused.difference_update(nacked)
         return nacked
+
+    def poll(self, timeout: float) -> None:
+        """Read what the broker has sent (confirms among it) for up to `timeout` seconds."""
+        with suppress(TimeoutError):
+            self._connection.drain_events(timeout=timeout)
+
+    def settled_prefix(self, tags: list[int]) -> tuple[int, bool]:
+        """How many of `tags`, in order, the broker has taken; and whether the next was refused.
+
+        For publishers that keep a window of messages in flight and settle them
+        in order as the confirms come, instead of waiting for all of them.
+        """
+        for taken, tag in enumerate(tags):
+            if tag in self._refused:
+                return taken, True
+            if tag in self._unconfirmed:
+                return taken, False
+        return len(tags), False
+
+    def forget(self, tags: list[int]) -> None:
+        """Drop what is known of settled `tags`, once the caller has acted on it."""
+        self._refused.difference_update(tags)
 
     def confirm_all(self, timeout: float = 30.0) -> None:
         """Wait for confirms; raise unless the broker took every message."""
@@ -137,9 +161,11 @@ class ConfirmedPublisher:
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         if multiple:
-            self._nacked += sorted(tag for tag in self._unconfirmed if tag <= delivery_tag)
+            refused = sorted(tag for tag in self._unconfirmed if tag <= delivery_tag)
         else:
-            self._nacked.append(delivery_tag)
+            refused = [delivery_tag]
+        self._nacked += refused
+        self._refused.update(refused)
         self._on_ack(delivery_tag, multiple)
 
     def _on_return(self, error: Exception, exchange: str, routing_key: str, _message: Any) -> None:

@@ -1,6 +1,7 @@
 """The outbox relay: one leader, idle connections that stay up, refused events that wait."""
 
 from typing import Any
+from uuid import uuid4
 
 import pika
 import psycopg
@@ -11,6 +12,7 @@ from tests.support.commands import change_status, create_order, order_number
 from tests.support.proxy import CuttableProxy, through
 from tests.support.waiting import eventually
 from worker.config import Settings
+from worker.db import outbox
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import publish_command
 
@@ -133,3 +135,43 @@ def versions_of(received: list[Received]) -> list[int]:
 
 def first_seen_order(versions: list[int]) -> list[int]:
     return list(dict.fromkeys(versions))
+
+
+def test_an_event_committed_after_a_later_one_was_sent_is_still_published(
+    settings: Settings,
+    events: QueueReader,
+    start_workers: StartWorkers,
+    database_url: str,
+    db: Conn,
+) -> None:
+    """The status and rules workers write the outbox concurrently: ids commit out of order."""
+    start_workers("relay")
+    earlier, later = _outbox_message("TaskCreated-earlier"), _outbox_message("TaskCreated-later")
+    with psycopg.connect(database_url) as slow:
+        with slow.cursor() as cur:
+            outbox.enqueue_message(cur, earlier)  # takes the lower id, commits last
+        with psycopg.connect(database_url) as fast, fast.cursor() as cur:
+            outbox.enqueue_message(cur, later)
+            outbox.notify_relay(cur)
+        [first] = events.take(1)
+        assert first.properties.message_id == str(later.message_id)
+        with slow.cursor() as cur:
+            outbox.notify_relay(cur)
+        slow.commit()
+
+    [second] = events.take(1)
+    assert second.properties.message_id == str(earlier.message_id)
+    eventually(lambda: unpublished(db) == 0)
+
+
+def _outbox_message(label: str) -> outbox.OutboxMessage:
+    return outbox.OutboxMessage(
+        message_id=uuid4(),
+        exchange=None,
+        routing_key="task.created",
+        message_type="TaskCreated",
+        payload={"label": label},
+        order_number=order_number(),
+        causation_id=uuid4(),
+        correlation_id=None,
+    )

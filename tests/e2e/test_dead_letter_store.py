@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from contracts import COMMANDS_BY_TYPE
-from tests.support.broker import message_count, publish_raw
+from tests.support.broker import message_count, publish_amqp_raw, publish_raw
 from tests.support.commands import change_status, create_order, order_number
 from tests.support.waiting import eventually
 from worker.config import Settings
@@ -310,4 +310,47 @@ def test_a_dead_letter_the_database_refuses_is_stored_plainly_and_the_ingester_c
     assert "CheckViolation" in refused["detail"]
     assert refused["detail"].startswith("body is not valid JSON")
     assert (fine["message_id"], fine["headers"]["sender"]) == ("m-1", "erp")
+    eventually(lambda: message_count(settings.amqp_url, topology.dead_letter_queue) == 0)
+
+
+@pytest.mark.parametrize("count", [2**62, 1e300, -7, 2.5, "many"])
+def test_a_poison_attempt_count_is_stored_and_every_worker_carries_on(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn, count: Any
+) -> None:
+    """`x-retry-attempt` comes from anyone who can publish; no value of it may stop a worker.
+
+    (RabbitMQ takes an infinite double on publish but fails the channel when it
+    delivers it; that case is covered by the parser's unit tests.)
+    """
+    start_workers()
+    publish_amqp_raw(
+        settings.amqp_url,
+        topology.commands_exchange,
+        "order.create",
+        b"not json",
+        message_id="through-the-worker",
+        application_headers={"x-retry-attempt": count},
+    )
+    publish_amqp_raw(
+        settings.amqp_url,
+        topology.dead_letter_exchange,
+        "order.create",
+        b"not json",
+        message_id="straight-to-the-store",
+        application_headers={"x-retry-attempt": count, "x-dead-letter-reason": "malformed_json"},
+    )
+    rows = eventually(lambda: stored(db) if len(stored(db)) == 2 else None)
+    assert sorted(row["message_id"] for row in rows) == [
+        "straight-to-the-store",
+        "through-the-worker",
+    ]
+    assert all(bytes(row["body"]) == b"not json" for row in rows)
+
+    after = create_order(order_number())
+    publish_command(settings.amqp_url, topology, after)
+    publish_amqp_raw(
+        settings.amqp_url, topology.dead_letter_exchange, "order.create", b"later", message_id="m"
+    )
+    eventually(lambda: outcome(db, after.command_id) == ("applied", 1))
+    eventually(lambda: len(stored(db)) == 3)
     eventually(lambda: message_count(settings.amqp_url, topology.dead_letter_queue) == 0)

@@ -9,7 +9,7 @@ import pytest
 
 from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.amqp_json import from_json, to_json
-from worker.messaging.dead_letter_record import describe
+from worker.messaging.dead_letter_record import describe, undescribed
 from worker.messaging.replay import REPLAYED_FROM_HEADER, replay_of
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -131,6 +131,31 @@ def test_a_message_with_no_reason_at_all_is_still_stored() -> None:
     assert (record.reason, record.attempts, record.order_number) == ("unknown", 0, None)
     assert (record.original_exchange, record.original_routing_key) == ("orders.dead-letter", "rk")
     assert record.first_failed_at == record.last_failed_at == NOW
+
+
+@pytest.mark.parametrize("count", [float("inf"), float("nan"), -1, 10**40, "9" * 5_000])
+def test_an_attempt_count_no_one_should_send_does_not_stop_the_description(
+    count: object,
+) -> None:
+    record = describe(
+        BODY, "dl", "rk", worker_dead_letter(**{"x-retry-attempt": count}), delivery_limit=20
+    )
+    assert record.reason == "retries_exhausted"
+    assert 0 <= record.attempts <= 2**31 - 1
+
+
+def test_a_message_that_cannot_be_described_keeps_its_body_and_one_fingerprint() -> None:
+    error = ValueError("odd header")
+    first = undescribed(BODY, "orders.dead-letter", "order.create", error, now=NOW)
+    again = undescribed(BODY, "orders.dead-letter", "order.create", error)
+    assert first.fingerprint == again.fingerprint
+    assert (first.body, first.reason, first.original_routing_key) == (
+        BODY,
+        "unknown",
+        "order.create",
+    )
+    assert first.detail == "not described: ValueError: odd header"
+    assert first.headers == {"x-store-error": first.detail}
 
 
 def test_a_redelivery_from_the_dead_letter_queue_has_the_same_fingerprint() -> None:

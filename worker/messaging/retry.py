@@ -15,9 +15,11 @@ letter now) or a `RetryLater` (wait in the next tier).
 """
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from worker import durations
@@ -61,12 +63,37 @@ class Exhausted:
     attempts: int
 
 
+MAX_ATTEMPTS = 2**31 - 1
+"""The most failures a count may claim; a producer's larger number is read as this."""
+
+
 def failed_attempts(headers: Mapping[str, Any] | None) -> int:
-    """The failures counted in `headers` so far; a missing or mangled count is zero."""
-    try:
-        return max(0, int((headers or {}).get(ATTEMPT_HEADER, 0)))
-    except (TypeError, ValueError):
-        return 0
+    """The failures counted in `headers` so far; never raises.
+
+    The header arrives from anyone who can publish: a missing, negative,
+    fractional, non-finite or unreadable count is zero, and one beyond
+    `MAX_ATTEMPTS` is read as that.
+    """
+    count = _whole_number((headers or {}).get(ATTEMPT_HEADER))
+    return 0 if count is None or count < 0 else min(count, MAX_ATTEMPTS)
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        text = value.strip()
+        # Bounded before int(): a long enough digit string makes int() raise.
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return None
 
 
 def next_step(

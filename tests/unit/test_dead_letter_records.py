@@ -11,6 +11,7 @@ from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.amqp_json import from_json, to_json
 from worker.messaging.dead_letter_record import describe, undescribed
 from worker.messaging.replay import REPLAYED_FROM_HEADER, replay_of
+from worker.messaging.topology import Topology
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 BODY = b'{"order_number": "SO-1", "command_id": "x"}'
@@ -207,13 +208,20 @@ def test_a_replay_sends_the_producer_s_message_without_what_the_failure_path_add
         purged_at=None,
         purged_by=None,
     )
-    replay = replay_of(detail)
-    assert (replay.exchange, replay.routing_key, replay.body) == (
-        "orders.commands",
+    replay = replay_of(detail, Topology("orders"))
+    assert (replay.queue, replay.exchange, replay.routing_key, replay.body) == (
+        "orders.status-worker",
+        "orders.retry-return",
         "order.status.change",
         BODY,
     )
-    assert replay.headers == {"tenant": "acme", REPLAYED_FROM_HEADER: 42}
+    assert replay.headers == {
+        "tenant": "acme",
+        REPLAYED_FROM_HEADER: 42,
+        "retry-queue": "orders.status-worker",
+        "x-original-exchange": "orders.commands",
+        "x-original-routing-key": "order.status.change",
+    }
     assert replay.properties == {
         "message_id": "m-1",
         "correlation_id": "c-1",

@@ -24,7 +24,12 @@ from typing import Any
 
 from worker import durations
 from worker.messaging.broker import raw_body
-from worker.messaging.dead_letter import MAX_DETAIL_LENGTH, carried_properties, dead_letter
+from worker.messaging.dead_letter import (
+    MAX_DETAIL_LENGTH,
+    carried_properties,
+    dead_letter,
+    failure_headers,
+)
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.publisher import ConfirmedPublisher
 from worker.messaging.topology import RETRY_DELAY_HEADER, RETRY_QUEUE_HEADER, Topology
@@ -128,7 +133,7 @@ class FailureRouter:
         if isinstance(failure, Poison):
             self._dead_letter(publisher, message, failure)
             return
-        step = next_step(message.headers, self._topology.retry_delays_ms)
+        step = next_step(failure_headers(message, self._topology), self._topology.retry_delays_ms)
         if isinstance(step, Exhausted):
             self._dead_letter(
                 publisher,
@@ -166,7 +171,7 @@ class FailureRouter:
     def _wait(
         self, publisher: ConfirmedPublisher, message: Any, failure: RetryLater, step: WaitInTier
     ) -> None:
-        properties, headers = carried_properties(message)
+        properties, headers = carried_properties(message, self._topology)
         tier = durations.label(step.delay_ms)
         headers = {name: value for name, value in headers.items() if not is_broker_header(name)}
         headers.setdefault(FIRST_FAILED_HEADER, datetime.now(UTC).isoformat())

@@ -120,6 +120,12 @@ def test_a_whole_count_in_any_number_type_is_counted() -> None:
     assert [failed_attempts({ATTEMPT_HEADER: n}) for n in (2, 2.0, Decimal(2), b"2")] == [2] * 4
 
 
+def test_a_message_held_back_behind_another_takes_its_count_or_its_own_if_higher() -> None:
+    assert next_step({}, DEFAULT_MS, at_least=2) == WaitInTier(3, 30_000)
+    assert next_step({ATTEMPT_HEADER: 3}, DEFAULT_MS, at_least=1) == WaitInTier(4, 120_000)
+    assert next_step({}, DEFAULT_MS, at_least=5) == Exhausted(6)
+
+
 def test_a_count_sent_as_text_is_still_counted() -> None:
     assert next_step({ATTEMPT_HEADER: "2"}, DEFAULT_MS) == WaitInTier(3, 30_000)
 

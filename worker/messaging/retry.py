@@ -51,6 +51,10 @@ class RetryLater:
 
     reason: str
     detail: str
+    at_least_attempts: int = 0
+    """Count the message as having failed at least this often: a message held back behind
+    another takes that one's count, so it waits in the same tier or a later one, never an
+    earlier one, and is dead-lettered with it when that one has used up every tier."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,18 @@ def _whole_number(value: Any) -> int | None:
 
 
 def next_step(
-    headers: Mapping[str, Any] | None, delays_ms: tuple[int, ...]
+    headers: Mapping[str, Any] | None, delays_ms: tuple[int, ...], at_least: int = 0
 ) -> WaitInTier | Exhausted:
-    """Where a message goes after one more passing failure."""
-    done = failed_attempts(headers)
+    """Where a message goes after one more passing failure (counting at least `at_least`)."""
+    done = max(failed_attempts(headers), min(at_least, MAX_ATTEMPTS))
     if done >= len(delays_ms):
         return Exhausted(done + 1)
     return WaitInTier(done + 1, delays_ms[done])
+
+
+def attempts_of(message: Any, topology: Topology) -> int:
+    """The failures `message` has had so far, as its next failure will count them."""
+    return failed_attempts(failure_headers(message, topology))
 
 
 def is_broker_header(name: str) -> bool:
@@ -133,7 +142,11 @@ class FailureRouter:
         if isinstance(failure, Poison):
             self._dead_letter(publisher, message, failure)
             return
-        step = next_step(failure_headers(message, self._topology), self._topology.retry_delays_ms)
+        step = next_step(
+            failure_headers(message, self._topology),
+            self._topology.retry_delays_ms,
+            failure.at_least_attempts,
+        )
         if isinstance(step, Exhausted):
             self._dead_letter(
                 publisher,

@@ -468,3 +468,30 @@ def test_a_replay_of_many_keeps_its_rate_and_marks_each_one(
     eventually(lambda: stored_count(db) == 40)
     again = listed(dlq, "--state", "dead", "--limit", "100")
     assert sorted(item["message_id"] for item in again) == sorted(f"m-{i}" for i in range(20))
+
+
+def test_show_and_list_print_escape_sequences_as_text(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn, dlq: Invoke
+) -> None:
+    """A producer's ESC or CSI must not recolour, retitle or clear the operator's terminal."""
+    start_workers()
+    poison(
+        settings,
+        topology,
+        b'{"order_number": "SO-\x1b[2J"} \x1b]0;owned\x07',
+        message_id="m-\x1b[31m",
+        type="Evil\x1b[8m",
+        headers={"note": "\x1b[5mblink"},
+    )
+    [row] = eventually(lambda: stored(db))
+
+    shown = dlq("show", str(row["id"]))
+    listed_text = dlq("list")
+    replayed = dlq("replay", "--id", str(row["id"]), "--dry-run")
+
+    for result in (shown, listed_text, replayed):
+        assert "\x1b" not in result.output, result.output
+    assert "m-\\x1b[31m" in shown.output
+    assert "\\x1b]0;owned\\x07" in shown.output  # the body, not JSON, printed as it is
+    assert "Evil\\x1b[8m" in shown.output  # in the detail and the type
+    assert "\\x1b[31m" in listed_text.output

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from worker.cli.dlq_common import one_selector, open_store, replay_summary, when
-from worker.cli.output import ExitCode, print_json
+from worker.cli.output import ExitCode, print_json, visible
 from worker.config import Settings
 from worker.db import dead_letters
 from worker.db.connection import Connection
@@ -219,7 +219,7 @@ def _report(outcomes: list[dict[str, Any]], as_json: bool) -> None:
         print_json({"results": outcomes})
         return
     for outcome in outcomes:
-        click.echo(_describe(outcome))
+        click.echo(visible(_describe(outcome)))
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome["result"]] = counts.get(outcome["result"], 0) + 1

@@ -20,7 +20,7 @@ from worker.db import dead_letters
 from worker.db.connection import Database
 from worker.db.errors import is_transient_database_error
 from worker.messaging.broker import connect_declared, raw_body, serve
-from worker.messaging.dead_letter_record import DeadLetterRecord, describe
+from worker.messaging.dead_letter_record import DeadLetterRecord, describe, undescribed
 from worker.messaging.topology import Topology
 from worker.resilience import retry_until_stopped, run_sessions
 
@@ -161,12 +161,24 @@ def without_headers(record: DeadLetterRecord, error: Exception) -> DeadLetterRec
 
 
 def record_of(message: Any, delivery_limit: int) -> DeadLetterRecord:
-    """Describe a kombu message from the dead-letter queue for the store."""
+    """Describe a kombu message from the dead-letter queue for the store; never raises.
+
+    The queue has no delivery limit, and its messages' headers come from any
+    producer: one that cannot be described is stored with what surely fits,
+    rather than stopping the ingester on every redelivery.
+    """
     delivery = message.delivery_info
-    return describe(
-        raw_body(message),
-        delivery.get("exchange", ""),
-        delivery.get("routing_key", ""),
-        message.properties,
-        delivery_limit=delivery_limit,
-    )
+    body = raw_body(message)
+    exchange = str(delivery.get("exchange", ""))
+    routing_key = str(delivery.get("routing_key", ""))
+    try:
+        return describe(
+            body, exchange, routing_key, message.properties, delivery_limit=delivery_limit
+        )
+    except Exception as error:
+        log.error(
+            "dead letter cannot be described; storing its body only",
+            exc_info=error,
+            extra={"message_id": message.properties.get("message_id")},
+        )
+        return undescribed(body, exchange, routing_key, error)

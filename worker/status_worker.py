@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kombu
@@ -26,7 +27,7 @@ from worker.messaging.broker import connect_declared, envelope_of, serve
 from worker.messaging.decoding import decode_command
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.publisher import ConfirmedPublisher
-from worker.messaging.retry import FailureRouter, RetryLater
+from worker.messaging.retry import FailureRouter, RetryLater, attempts_of
 from worker.messaging.topology import Topology
 from worker.resilience import retry_until_stopped, run_sessions
 
@@ -35,7 +36,16 @@ log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 0.25
 """How often an idle worker looks up to check for a stop request and heartbeats."""
 
-Disposition = ApplyResult | Poison | RetryLater
+
+@dataclass(frozen=True)
+class HeldBack:
+    """A command kept from overtaking `behind`, an earlier command for its order that waits."""
+
+    behind: IncomingCommand
+    detail: str
+
+
+Disposition = ApplyResult | Poison | RetryLater | HeldBack
 
 
 class StatusWorker:
@@ -124,9 +134,16 @@ class StatusWorker:
         # Logged once committed, so a lost ack still leaves a trace of what took effect.
         for message, disposition in zip(batch, dispositions, strict=True):
             _log_disposition(message, disposition)
+        message_of = {id(item): message for item, message in zip(decoded, batch, strict=True)}
         for message, disposition in zip(batch, dispositions, strict=True):
-            if isinstance(disposition, Poison | RetryLater):
-                self._failures.route(publisher, message, disposition)
+            failure = disposition
+            if isinstance(disposition, HeldBack):
+                # The same count as the command it follows: the same tier or a later one,
+                # or dead letters with it; published after it, so it comes back after it.
+                behind = attempts_of(message_of[id(disposition.behind)], self._topology)
+                failure = RetryLater("held_back", disposition.detail, behind)
+            if isinstance(failure, Poison | RetryLater):
+                self._failures.route(publisher, message, failure)
         publisher.confirm_all()
         # Everything is committed, waiting in a retry tier or dead-lettered: one ack covers it.
         batch[-1].ack(multiple=True)
@@ -196,7 +213,9 @@ class StatusWorker:
         """Apply what goes through one by one; what still meets contention waits in a tier.
 
         A later command for an order whose earlier command waits is held back
-        with it, so the two cannot swap places within this batch.
+        behind it (`HeldBack`): it is counted as having failed at least as often,
+        so it waits in the same tier, published after it, or a later one, and is
+        dead-lettered with it when that one has used up every tier.
         """
         if len(commands) == 1:
             return [RetryLater(type(error).__name__, str(error).strip())]
@@ -204,18 +223,18 @@ class StatusWorker:
             "batch keeps meeting contention; applying its commands one at a time",
             extra={"size": len(commands), "error": repr(error)},
         )
-        waiting: set[str] = set()
+        waiting: dict[str, IncomingCommand] = {}
         results: list[Disposition] = []
         for command in commands:
             number = command.command.order_number
             if number in waiting:
                 results.append(
-                    RetryLater("held_back", f"an earlier command for order {number} waits too")
+                    HeldBack(waiting[number], f"an earlier command for order {number} waits too")
                 )
                 continue
             [result] = self._apply([command], keepalive, contention_retries=0)
             if isinstance(result, RetryLater):
-                waiting.add(number)
+                waiting[number] = command
             results.append(result)
         return results
 
@@ -270,7 +289,7 @@ def _log_disposition(message: Any, disposition: Disposition) -> None:
         "correlation_id": properties.get("correlation_id"),
         "redelivered": bool(message.delivery_info.get("redelivered")),
     }
-    if isinstance(disposition, Poison | RetryLater):
+    if isinstance(disposition, Poison | RetryLater | HeldBack):
         return  # the failure router logs where it sends the message
     context.update(
         command_id=str(disposition.command_id),

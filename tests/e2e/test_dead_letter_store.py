@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from contracts import COMMANDS_BY_TYPE
-from tests.support.broker import message_count, publish_raw
+from tests.support.broker import message_count, publish_amqp_raw, publish_raw
 from tests.support.commands import change_status, create_order, order_number
 from tests.support.waiting import eventually
 from worker.config import Settings
@@ -268,18 +268,33 @@ def test_commands_held_by_a_lock_keep_their_order_while_the_rest_of_the_batch_ap
     assert stored(db) == []
 
 
-def publish_together(settings: Settings, topology: Topology, *commands: Any) -> None:
-    """Publish on one channel back to back, so the commands arrive in one batch."""
+def publish_together(
+    settings: Settings, topology: Topology, *commands: Any, first_failed_before: int = 0
+) -> None:
+    """Publish on one channel back to back, so the commands arrive in one batch.
+
+    With `first_failed_before`, the first command arrives as one coming back
+    from a retry tier after that many failures.
+    """
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     try:
         channel = connection.channel()
-        for command in commands:
+        for index, command in enumerate(commands):
             kind = COMMANDS_BY_TYPE[type(command).__name__]
+            exchange, headers = topology.commands_exchange, None
+            if index == 0 and first_failed_before:
+                exchange = topology.retry_return_exchange
+                headers = {
+                    "retry-queue": topology.status_worker_queue,
+                    "x-retry-attempt": first_failed_before,
+                }
             channel.basic_publish(
-                topology.commands_exchange,
+                exchange,
                 kind.routing_key,
                 command.model_dump_json().encode(),
-                pika.BasicProperties(content_type="application/json", delivery_mode=2),
+                pika.BasicProperties(
+                    content_type="application/json", delivery_mode=2, headers=headers
+                ),
             )
         channel.confirm_delivery()  # a round trip: all have reached the broker
     finally:
@@ -311,3 +326,96 @@ def test_a_dead_letter_the_database_refuses_is_stored_plainly_and_the_ingester_c
     assert refused["detail"].startswith("body is not valid JSON")
     assert (fine["message_id"], fine["headers"]["sender"]) == ("m-1", "erp")
     eventually(lambda: message_count(settings.amqp_url, topology.dead_letter_queue) == 0)
+
+
+@pytest.mark.parametrize("count", [2**62, 1e300, -7, 2.5, "many"])
+def test_a_poison_attempt_count_is_stored_and_every_worker_carries_on(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn, count: Any
+) -> None:
+    """`x-retry-attempt` comes from anyone who can publish; no value of it may stop a worker.
+
+    (RabbitMQ takes an infinite double on publish but fails the channel when it
+    delivers it; that case is covered by the parser's unit tests.)
+    """
+    start_workers()
+    publish_amqp_raw(
+        settings.amqp_url,
+        topology.commands_exchange,
+        "order.create",
+        b"not json",
+        message_id="through-the-worker",
+        application_headers={"x-retry-attempt": count},
+    )
+    publish_amqp_raw(
+        settings.amqp_url,
+        topology.dead_letter_exchange,
+        "order.create",
+        b"not json",
+        message_id="straight-to-the-store",
+        application_headers={"x-retry-attempt": count, "x-dead-letter-reason": "malformed_json"},
+    )
+    rows = eventually(lambda: stored(db) if len(stored(db)) == 2 else None)
+    assert sorted(row["message_id"] for row in rows) == [
+        "straight-to-the-store",
+        "through-the-worker",
+    ]
+    assert all(bytes(row["body"]) == b"not json" for row in rows)
+
+    after = create_order(order_number())
+    publish_command(settings.amqp_url, topology, after)
+    publish_amqp_raw(
+        settings.amqp_url, topology.dead_letter_exchange, "order.create", b"later", message_id="m"
+    )
+    eventually(lambda: outcome(db, after.command_id) == ("applied", 1))
+    eventually(lambda: len(stored(db)) == 3)
+    eventually(lambda: message_count(settings.amqp_url, topology.dead_letter_queue) == 0)
+
+
+def test_a_command_held_back_behind_a_retried_one_waits_in_the_same_tier_after_it(
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    database_url: str,
+    db: Conn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The blocked command has failed before: the one behind it must not take an earlier tier."""
+    caplog.set_level(logging.INFO, logger="worker")
+    slow_batches = {"lock_timeout_ms": 50, "batch_wait_ms": 300}
+    start_workers(with_settings=settings.model_copy(update=slow_batches))
+    locked, free = order_number(), order_number()
+    for number in (locked, free):
+        publish_command(settings.amqp_url, topology, create_order(number))
+    eventually(lambda: history_rows(db, locked) + history_rows(db, free) == 2)
+    start = change_status(locked, "in_progress")
+    finish = change_status(locked, "completed")  # only allowed after `start`
+    other = change_status(free, "cancelled")
+
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("SELECT 1 FROM orders WHERE order_number = %s FOR UPDATE", (locked,))
+        # `start` comes back from its first tier, as attempt 1 of the two (100ms, 300ms).
+        publish_together(settings, topology, start, other, finish, first_failed_before=1)
+        records = eventually(lambda: retried(caplog) if len(retried(caplog)) >= 2 else None)
+
+    by_reason = {getattr(r, "reason", None): r for r in records}
+    blocked, held = by_reason["LockNotAvailable"], by_reason["held_back"]
+    assert (blocked.attempt, held.attempt) == (2, 2)
+    assert blocked.tier == held.tier == f"{topology.status_worker_queue}.retry.300ms"
+    assert records.index(blocked) < records.index(held)
+    assert outcome(db, other.command_id) == ("applied", 1)
+    # Lock gone, both come back in order and apply; or, still locked, both are dead-lettered.
+    settled = eventually(
+        lambda: (
+            (outcome(db, start.command_id), outcome(db, finish.command_id))
+            if outcome(db, finish.command_id) or len(stored(db)) == 2
+            else None
+        )
+    )
+    if settled[1] is None:
+        assert sorted(row["reason"] for row in stored(db)) == ["retries_exhausted"] * 2
+    else:
+        assert settled == (("applied", 1), ("applied", 1))
+        assert db.execute(
+            "SELECT to_status FROM order_status_history WHERE order_number = %s ORDER BY version",
+            (locked,),
+        ).fetchall() == [("pending",), ("in_progress",), ("completed",)]

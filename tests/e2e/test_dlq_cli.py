@@ -2,6 +2,9 @@
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +13,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.support.broker import message_count, publish_raw
+from tests.support.broker import QueueReader, message_count, publish_raw
 from tests.support.commands import change_status, create_order, order_number
 from tests.support.waiting import eventually
 from worker.cli import main
@@ -113,7 +116,7 @@ def test_replay_after_the_cause_is_fixed_applies_the_command_once_and_only_once(
     assert verdict == {
         "id": dead["id"],
         "result": "would_replay",
-        "exchange": topology.commands_exchange,
+        "queue": topology.status_worker_queue,
         "routing_key": "order.status.change",
         "decodes": True,
         "problem": None,
@@ -125,7 +128,9 @@ def test_replay_after_the_cause_is_fixed_applies_the_command_once_and_only_once(
 
     replayed = dlq("replay", "--id", str(dead["id"]), "--actor", "ops-alice")
     assert replayed.exit_code == 0, replayed.output
-    assert replayed.output.startswith(f"replayed {dead['id']} to {topology.commands_exchange}")
+    assert replayed.output.startswith(
+        f"replayed {dead['id']} to {topology.status_worker_queue} (order.status.change)"
+    )
     eventually(lambda: inbox(db, change.command_id) == ("applied", 1))
     assert history(db, number) == [(None, "pending"), ("pending", "in_progress")]
     row = entry(db, dead["id"])
@@ -145,10 +150,55 @@ def test_replay_after_the_cause_is_fixed_applies_the_command_once_and_only_once(
     assert stored_count(db) == 1
 
 
+def rules_entry(
+    settings: Settings, topology: Topology, events: QueueReader, db: Conn
+) -> dict[str, Any]:
+    """A genuine OrderCreated, stored as the rules worker dead-letters an event it cannot judge."""
+    publish_command(settings.amqp_url, topology, create_order(order_number()))
+    [created] = events.take(1)
+    publish_raw(
+        settings.amqp_url,
+        topology.dead_letter_exchange,
+        created.routing_key,
+        created.body,
+        content_type="application/json",
+        type="OrderCreated",
+        message_id=created.properties.message_id,
+        headers={
+            "x-dead-letter-reason": "apply_failed",
+            "x-source-queue": topology.rules_queue,
+            "x-original-exchange": topology.events_exchange,
+            "x-original-routing-key": created.routing_key,
+        },
+    )
+    [row] = eventually(lambda: stored(db, source_queue=topology.rules_queue))
+    return dict(row)
+
+
+def stored(db: Conn, **where: Any) -> list[dict[str, Any]]:
+    clauses = " AND ".join(f"{column} = %({column})s" for column in where) or "true"
+    with db.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(
+            f"SELECT * FROM dead_letters WHERE {clauses} ORDER BY id", where
+        ).fetchall()
+
+
+def queued(settings: Settings, topology: Topology) -> tuple[int, int]:
+    return (
+        message_count(settings.amqp_url, topology.status_worker_queue),
+        message_count(settings.amqp_url, topology.rules_queue),
+    )
+
+
 def test_a_dry_run_reports_what_would_happen_and_changes_nothing(
-    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn, dlq: Invoke
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    db: Conn,
+    dlq: Invoke,
+    events: QueueReader,
 ) -> None:
-    start_workers()
+    running = start_workers()
     number = order_number()
     publish_command(settings.amqp_url, topology, create_order(number))
     poison(settings, topology, b"{oops", message_id="bad-json")
@@ -157,7 +207,13 @@ def test_a_dry_run_reports_what_would_happen_and_changes_nothing(
         settings, topology, json.dumps(stale).encode(), type="ChangeOrderStatusV9"
     )
     eventually(lambda: stored_count(db) == 2)
+    event = rules_entry(settings, topology, events, db)
+    # No consumer from here on: anything a dry run published would stay in its queue.
+    assert running.stop()
+    events.drain()  # the events of the orders created above
+    queues_before = queued(settings, topology)
     before = db.execute("SELECT * FROM dead_letters ORDER BY id").fetchall()
+    inbox_before = db.execute("SELECT * FROM processed_commands ORDER BY command_id").fetchall()
 
     result = dlq("replay", "--all", "--dry-run")
 
@@ -165,9 +221,135 @@ def test_a_dry_run_reports_what_would_happen_and_changes_nothing(
     lines = result.output.splitlines()
     assert "does not decode (malformed_json" in lines[0]
     assert "does not decode (unknown_type" in lines[1]
-    assert lines[2] == "would replay: 2"
+    assert lines[2] == (
+        f"would replay {event['id']}: decodes; judged_again (the rules worker would judge this "
+        "OrderCreated again with the current rules; a rule that already fired for it does not "
+        "fire twice)"
+    )
+    assert lines[3] == "would replay: 3"
     assert db.execute("SELECT * FROM dead_letters ORDER BY id").fetchall() == before
-    assert db.execute("SELECT count(*) FROM processed_commands").fetchone() == (1,)
+    assert (
+        db.execute("SELECT * FROM processed_commands ORDER BY command_id").fetchall()
+        == inbox_before
+    )
+    assert queued(settings, topology) == queues_before
+    assert events.drain() == []
+
+
+def test_a_replay_goes_to_the_queue_the_message_failed_in_whatever_its_headers_say(
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    db: Conn,
+    dlq: Invoke,
+    events: QueueReader,
+) -> None:
+    """A producer's own `x-original-*` headers must not choose where an operator's replay goes."""
+    running = start_workers()
+    poison(
+        settings,
+        topology,
+        b"{forged",
+        message_id="forged",
+        headers={
+            "x-original-exchange": topology.events_exchange,
+            "x-original-routing-key": "order.created",
+            "x-source-queue": topology.rules_queue,
+        },
+    )
+    [forged] = eventually(lambda: stored(db, message_id="forged"))
+    assert (forged["original_exchange"], forged["original_routing_key"]) == (
+        topology.commands_exchange,
+        "order.status.change",
+    )
+    assert forged["source_queue"] == topology.status_worker_queue
+    event = rules_entry(settings, topology, events, db)
+    assert running.stop()
+    assert queued(settings, topology) == (0, 0)
+
+    result = dlq("replay", "--all", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["results"] == [
+        {
+            "id": forged["id"],
+            "result": "replayed",
+            "queue": topology.status_worker_queue,
+            "routing_key": "order.status.change",
+        },
+        {
+            "id": event["id"],
+            "result": "replayed",
+            "queue": topology.rules_queue,
+            "routing_key": event["original_routing_key"],
+        },
+    ]
+    # Each reached its own queue, once; no subscriber of the events saw the event again.
+    eventually(lambda: queued(settings, topology) == (1, 1))
+    assert events.drain() == []
+
+
+def test_two_replays_at_once_publish_each_entry_once(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn
+) -> None:
+    running = start_workers()
+    for index in range(30):
+        poison(settings, topology, b"[" * (index + 1), message_id=f"m-{index}")
+    eventually(lambda: stored_count(db) == 30)
+    assert running.stop()
+    env = {
+        **os.environ,
+        "ORDERS_DATABASE_URL": settings.database_url,
+        "ORDERS_AMQP_URL": settings.amqp_url,
+        "ORDERS_NAMESPACE": settings.namespace,
+        "ORDERS_RETRY_DELAYS": settings.retry_delays,
+    }
+    command = [sys.executable, "-m", "worker", "dlq", "replay", "--all", "--json"]
+    both = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120) for process in both]
+
+    results = [outcome for out, _err in outputs for outcome in json.loads(out)["results"]]
+    replayed = sorted(o["id"] for o in results if o["result"] == "replayed")
+    assert len(replayed) == 30
+    assert len(set(replayed)) == 30
+    others = [o for o in results if o["result"] != "replayed"]
+    assert {o["result"] for o in others} <= {"skipped", "refused"}
+    assert db.execute(
+        "SELECT count(*), min(replay_count), max(replay_count) FROM dead_letters"
+    ).fetchone() == (30, 1, 1)
+    eventually(lambda: queued(settings, topology) == (30, 0))
+
+
+def test_a_purge_waits_for_a_replay_of_the_same_entry_and_a_replay_skips_a_held_one(
+    settings: Settings,
+    topology: Topology,
+    start_workers: StartWorkers,
+    database_url: str,
+    db: Conn,
+    dlq: Invoke,
+) -> None:
+    running = start_workers()
+    poison(settings, topology, b"{held", message_id="held")
+    [row] = eventually(lambda: stored(db))
+    assert running.stop()
+
+    with psycopg.connect(database_url) as other:  # stands in for a replay or purge under way
+        other.execute("SELECT 1 FROM dead_letters WHERE id = %s FOR UPDATE", (row["id"],))
+        skipped = dlq("replay", "--id", str(row["id"]))
+        assert skipped.exit_code == 1
+        assert skipped.output.startswith(f"skipped {row['id']}: another replay or a purge")
+        assert message_count(settings.amqp_url, topology.status_worker_queue) == 0
+        other.execute(
+            "UPDATE dead_letters SET state = 'purged', purged_at = now(), purged_by = 'x'"
+            " WHERE id = %s",
+            (row["id"],),
+        )
+    refused = dlq("replay", "--id", str(row["id"]))
+    assert refused.exit_code == 1
+    assert refused.output.startswith(f"refused {row['id']}: purged")
     assert message_count(settings.amqp_url, topology.status_worker_queue) == 0
 
 
@@ -286,3 +468,30 @@ def test_a_replay_of_many_keeps_its_rate_and_marks_each_one(
     eventually(lambda: stored_count(db) == 40)
     again = listed(dlq, "--state", "dead", "--limit", "100")
     assert sorted(item["message_id"] for item in again) == sorted(f"m-{i}" for i in range(20))
+
+
+def test_show_and_list_print_escape_sequences_as_text(
+    settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn, dlq: Invoke
+) -> None:
+    """A producer's ESC or CSI must not recolour, retitle or clear the operator's terminal."""
+    start_workers()
+    poison(
+        settings,
+        topology,
+        b'{"order_number": "SO-\x1b[2J"} \x1b]0;owned\x07',
+        message_id="m-\x1b[31m",
+        type="Evil\x1b[8m",
+        headers={"note": "\x1b[5mblink"},
+    )
+    [row] = eventually(lambda: stored(db))
+
+    shown = dlq("show", str(row["id"]))
+    listed_text = dlq("list")
+    replayed = dlq("replay", "--id", str(row["id"]), "--dry-run")
+
+    for result in (shown, listed_text, replayed):
+        assert "\x1b" not in result.output, result.output
+    assert "m-\\x1b[31m" in shown.output
+    assert "\\x1b]0;owned\\x07" in shown.output  # the body, not JSON, printed as it is
+    assert "Evil\\x1b[8m" in shown.output  # in the detail and the type
+    assert "\\x1b[31m" in listed_text.output

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
+import amqp
+import kombu
 import pika
 import pika.exceptions
 
@@ -106,6 +108,18 @@ def publish_raw(
         )
     finally:
         connection.close()
+
+
+def publish_amqp_raw(
+    amqp_url: str, exchange: str, routing_key: str, body: bytes, **properties: Any
+) -> None:
+    """As `publish_raw`, through py-amqp, which can send header values pika cannot (doubles)."""
+    with kombu.Connection(amqp_url) as connection:
+        channel = connection.default_channel
+        channel.confirm_select()
+        channel.basic_publish(
+            amqp.Message(body, **properties), exchange, routing_key, mandatory=True
+        )
 
 
 def message_count(amqp_url: str, queue: str) -> int:

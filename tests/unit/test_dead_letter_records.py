@@ -9,8 +9,9 @@ import pytest
 
 from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.amqp_json import from_json, to_json
-from worker.messaging.dead_letter_record import describe
+from worker.messaging.dead_letter_record import describe, undescribed
 from worker.messaging.replay import REPLAYED_FROM_HEADER, replay_of
+from worker.messaging.topology import Topology
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 BODY = b'{"order_number": "SO-1", "command_id": "x"}'
@@ -133,6 +134,31 @@ def test_a_message_with_no_reason_at_all_is_still_stored() -> None:
     assert record.first_failed_at == record.last_failed_at == NOW
 
 
+@pytest.mark.parametrize("count", [float("inf"), float("nan"), -1, 10**40, "9" * 5_000])
+def test_an_attempt_count_no_one_should_send_does_not_stop_the_description(
+    count: object,
+) -> None:
+    record = describe(
+        BODY, "dl", "rk", worker_dead_letter(**{"x-retry-attempt": count}), delivery_limit=20
+    )
+    assert record.reason == "retries_exhausted"
+    assert 0 <= record.attempts <= 2**31 - 1
+
+
+def test_a_message_that_cannot_be_described_keeps_its_body_and_one_fingerprint() -> None:
+    error = ValueError("odd header")
+    first = undescribed(BODY, "orders.dead-letter", "order.create", error, now=NOW)
+    again = undescribed(BODY, "orders.dead-letter", "order.create", error)
+    assert first.fingerprint == again.fingerprint
+    assert (first.body, first.reason, first.original_routing_key) == (
+        BODY,
+        "unknown",
+        "order.create",
+    )
+    assert first.detail == "not described: ValueError: odd header"
+    assert first.headers == {"x-store-error": first.detail}
+
+
 def test_a_redelivery_from_the_dead_letter_queue_has_the_same_fingerprint() -> None:
     first = describe(BODY, "dl", "rk", worker_dead_letter(), delivery_limit=20, now=NOW)
     again = describe(
@@ -182,13 +208,20 @@ def test_a_replay_sends_the_producer_s_message_without_what_the_failure_path_add
         purged_at=None,
         purged_by=None,
     )
-    replay = replay_of(detail)
-    assert (replay.exchange, replay.routing_key, replay.body) == (
-        "orders.commands",
+    replay = replay_of(detail, Topology("orders"))
+    assert (replay.queue, replay.exchange, replay.routing_key, replay.body) == (
+        "orders.status-worker",
+        "orders.retry-return",
         "order.status.change",
         BODY,
     )
-    assert replay.headers == {"tenant": "acme", REPLAYED_FROM_HEADER: 42}
+    assert replay.headers == {
+        "tenant": "acme",
+        REPLAYED_FROM_HEADER: 42,
+        "retry-queue": "orders.status-worker",
+        "x-original-exchange": "orders.commands",
+        "x-original-routing-key": "order.status.change",
+    }
     assert replay.properties == {
         "message_id": "m-1",
         "correlation_id": "c-1",

@@ -1,13 +1,21 @@
 """The retry tiers: how delays are written, named, and which tier a failure goes to next."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
 from worker.config import Settings
 from worker.durations import label, parse_duration, parse_ms
-from worker.messaging.retry import ATTEMPT_HEADER, Exhausted, WaitInTier, failed_attempts, next_step
+from worker.messaging.retry import (
+    ATTEMPT_HEADER,
+    MAX_ATTEMPTS,
+    Exhausted,
+    WaitInTier,
+    failed_attempts,
+    next_step,
+)
 from worker.messaging.topology import RETRY_DELAY_HEADER, RETRY_QUEUE_HEADER, Topology
 
 DEFAULT_MS = (1_000, 5_000, 30_000, 120_000, 600_000)
@@ -79,6 +87,43 @@ def test_each_failure_waits_in_the_next_tier_until_none_is_left(
 def test_a_mangled_attempt_count_starts_from_the_first_tier(count: object) -> None:
     assert failed_attempts({ATTEMPT_HEADER: count}) == 0
     assert next_step({ATTEMPT_HEADER: count}, DEFAULT_MS) == WaitInTier(1, 1_000)
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        2.5,
+        True,
+        Decimal("Infinity"),
+        Decimal("NaN"),
+        Decimal("sNaN"),
+        "9" * 5_000,
+        b"\xff",
+        {"nested": 1},
+    ],
+)
+def test_a_count_no_producer_should_send_is_read_as_none_without_raising(count: object) -> None:
+    assert failed_attempts({ATTEMPT_HEADER: count}) == 0
+    assert next_step({ATTEMPT_HEADER: count}, DEFAULT_MS) == WaitInTier(1, 1_000)
+
+
+@pytest.mark.parametrize("count", [10**40, 1e300, Decimal("1e400")])
+def test_a_huge_count_is_capped_and_means_every_tier_is_used_up(count: object) -> None:
+    assert failed_attempts({ATTEMPT_HEADER: count}) == MAX_ATTEMPTS
+    assert next_step({ATTEMPT_HEADER: count}, DEFAULT_MS) == Exhausted(MAX_ATTEMPTS + 1)
+
+
+def test_a_whole_count_in_any_number_type_is_counted() -> None:
+    assert [failed_attempts({ATTEMPT_HEADER: n}) for n in (2, 2.0, Decimal(2), b"2")] == [2] * 4
+
+
+def test_a_message_held_back_behind_another_takes_its_count_or_its_own_if_higher() -> None:
+    assert next_step({}, DEFAULT_MS, at_least=2) == WaitInTier(3, 30_000)
+    assert next_step({ATTEMPT_HEADER: 3}, DEFAULT_MS, at_least=1) == WaitInTier(4, 120_000)
+    assert next_step({}, DEFAULT_MS, at_least=5) == Exhausted(6)
 
 
 def test_a_count_sent_as_text_is_still_counted() -> None:

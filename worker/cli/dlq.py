@@ -21,7 +21,7 @@ from worker.cli.dlq_common import (
     when,
 )
 from worker.cli.dlq_replay import replay
-from worker.cli.output import ExitCode, console, print_json, table
+from worker.cli.output import ExitCode, console, json_text, print_json, table, visible
 from worker.config import Settings
 from worker.db import dead_letters
 from worker.db.dead_letters import Selection
@@ -149,7 +149,7 @@ def show(settings: Settings, *, entry_id: int, as_json: bool) -> None:
     ]
     out.print(table("headers", ("name", "value"), headers))
     click.echo("body:")
-    click.echo(_pretty_body(entry))
+    click.echo(visible(_pretty_body(entry), keep="\n\t"))
 
 
 def _pretty_body(entry: DeadLetterDetail) -> str:
@@ -208,7 +208,7 @@ def export(settings: Settings, *, reason: str | None, queue: str | None, state: 
     with open_store(settings) as conn:
         for entry in dead_letters.each_detail(conn, selection):
             line = entry.model_dump(mode="json", exclude={"body_text"})
-            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_text(line) + "\n")
 
 
 dlq.add_command(replay)

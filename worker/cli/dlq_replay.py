@@ -1,9 +1,10 @@
 """`order-status dlq replay`: publish stored messages again with confirms, or say what would happen.
 
-Each message goes back to its original exchange and routing key, and is marked
-replayed only after the broker's confirm: an interrupted replay can be run
-again, and at worst sends a message twice, which the inbox turns into a repeat
-that changes nothing.
+Each message goes back to the queue it failed in, alone (see
+`worker.messaging.replay`). Its row is locked while it is published, confirmed
+and marked replayed, so two replays, or a replay and a purge, never both act on
+it. A replay interrupted before the mark can be run again, and at worst sends a
+message twice, which the inbox turns into a repeat that changes nothing.
 """
 
 import getpass
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from worker.cli.dlq_common import one_selector, open_store, replay_summary, when
-from worker.cli.output import ExitCode, print_json
+from worker.cli.output import ExitCode, print_json, visible
 from worker.config import Settings
 from worker.db import dead_letters
 from worker.db.connection import Connection
@@ -26,8 +27,8 @@ from worker.db.dead_letters import Selection
 from worker.db.workflow_store import load_workflow
 from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.broker import connect_declared
-from worker.messaging.publisher import ConfirmedPublisher, PublishFailed
-from worker.messaging.replay import replay_of
+from worker.messaging.publisher import ConfirmedPublisher, ConfirmTimeout, PublishFailed
+from worker.messaging.replay import Replay, replay_of, replay_queues
 from worker.messaging.topology import Topology
 from worker.replay_check import check_replay
 
@@ -59,59 +60,68 @@ def replay(
     actor: str | None,
     as_json: bool,
 ) -> None:
-    """Publish stored messages again to their original exchange and routing key."""
+    """Publish stored messages again to the queue they failed in, with their routing key."""
     one_selector(id=ids, reason=reason, all=everything)
+    topology = Topology.for_settings(settings)
     outcomes: list[dict[str, Any]] = []
     with open_store(settings) as conn:
+        # Only ids are read up front; each entry's body is read when its turn comes.
         if ids:
-            entries = dead_letters.details(conn, Selection(ids=ids, limit=limit))
-            found = {entry.id for entry in entries}
-            outcomes += [{"id": i, "result": "not_found"} for i in ids if i not in found]
+            selected = dead_letters.ids(conn, Selection(ids=ids, limit=limit))
+            outcomes += [{"id": i, "result": "not_found"} for i in ids if i not in selected]
         else:
             states = ["dead", "replayed"] if force else ["dead"]
-            entries = dead_letters.details(
-                conn, Selection(reason=reason, states=states, limit=limit)
-            )
-        replayable = []
-        for entry in entries:
-            refusal = _refusal(entry, force)
-            if refusal:
-                outcomes.append({"id": entry.id, "result": "refused", "why": refusal})
-            else:
-                replayable.append(entry)
+            selected = dead_letters.ids(conn, Selection(reason=reason, states=states, limit=limit))
         if dry_run:
-            outcomes += _dry_run(conn, replayable)
+            outcomes += _dry_run(conn, topology, selected, force)
         else:
             who = actor or getpass.getuser()
-            outcomes += _publish(settings, conn, replayable, actor=who, rate=rate, quiet=as_json)
+            outcomes += _publish(
+                settings, conn, selected, actor=who, force=force, rate=rate, quiet=as_json
+            )
     outcomes.sort(key=lambda outcome: outcome["id"])
     _report(outcomes, as_json)
     results = {outcome["result"] for outcome in outcomes}
-    if results & {"refused", "failed"}:
+    if results & {"refused", "failed", "unconfirmed", "skipped"}:
         sys.exit(ExitCode.FAILURE)
     if "not_found" in results:
         sys.exit(ExitCode.NOT_FOUND)
 
 
-def _refusal(entry: DeadLetterDetail, force: bool) -> str | None:
+def _refusal(entry: DeadLetterDetail, topology: Topology, force: bool) -> str | None:
     if entry.state == "purged":
         return f"purged {when(entry.purged_at)} by {entry.purged_by}"
     if entry.state == "replayed" and not force:
         return f"already replayed {replay_summary(entry)}; add --force to replay it again"
+    if entry.source_queue not in replay_queues(topology):
+        return f"source queue {entry.source_queue!r} is not a queue of this service"
     return None
 
 
-def _dry_run(conn: Connection, entries: Sequence[DeadLetterDetail]) -> list[dict[str, Any]]:
+def _target(message: Replay) -> dict[str, Any]:
+    return {"queue": message.queue, "routing_key": message.routing_key}
+
+
+def _dry_run(
+    conn: Connection, topology: Topology, selected: Sequence[int], force: bool
+) -> list[dict[str, Any]]:
     workflow = load_workflow(conn)
     outcomes = []
-    for entry in entries:
-        check = check_replay(conn, workflow, replay_of(entry))
+    for entry_id in selected:
+        entry = dead_letters.get(conn, entry_id)
+        if entry is None:
+            continue
+        refusal = _refusal(entry, topology, force)
+        if refusal:
+            outcomes.append({"id": entry.id, "result": "refused", "why": refusal})
+            continue
+        message = replay_of(entry, topology)
+        check = check_replay(conn, workflow, message, topology)
         outcomes.append(
             {
                 "id": entry.id,
                 "result": "would_replay",
-                "exchange": entry.exchange,
-                "routing_key": entry.routing_key,
+                **_target(message),
                 "decodes": check.decodes,
                 "problem": check.problem,
                 "decision": check.decision,
@@ -124,24 +134,30 @@ def _dry_run(conn: Connection, entries: Sequence[DeadLetterDetail]) -> list[dict
 def _publish(
     settings: Settings,
     conn: Connection,
-    entries: Sequence[DeadLetterDetail],
+    selected: Sequence[int],
     *,
     actor: str,
+    force: bool,
     rate: float | None,
     quiet: bool,
 ) -> list[dict[str, Any]]:
-    """Publish each entry, wait for its confirm, then mark it replayed."""
-    if not entries:
+    """Claim each entry, publish it, wait for its confirm, mark it replayed, then let go."""
+    if not selected:
         return []
-    outcomes = []
-    connection = connect_declared(settings, "cli", Topology.for_settings(settings))
+    topology = Topology.for_settings(settings)
+    outcomes: list[dict[str, Any]] = []
+    connection = connect_declared(settings, "cli", topology)
     try:
         publisher = ConfirmedPublisher(connection)
         started = time.monotonic()
-        for count, entry in enumerate(_progress(entries, quiet)):
+        for count, entry_id in enumerate(_progress(selected, quiet)):
             if rate:
                 time.sleep(max(0.0, started + count / rate - time.monotonic()))
-            outcomes.append(_replay_one(conn, publisher, entry, actor))
+            outcome = _replay_one(conn, publisher, topology, entry_id, actor, force)
+            if outcome["result"] == "unconfirmed":
+                # The old channel may still answer for that message: start afresh.
+                publisher = ConfirmedPublisher(connection)
+            outcomes.append(outcome)
     except amqp.exceptions.ChannelError as error:
         done = ", ".join(str(o["id"]) for o in outcomes if o["result"] == "replayed") or "none"
         raise click.ClickException(
@@ -153,35 +169,49 @@ def _publish(
 
 
 def _replay_one(
-    conn: Connection, publisher: ConfirmedPublisher, entry: DeadLetterDetail, actor: str
+    conn: Connection,
+    publisher: ConfirmedPublisher,
+    topology: Topology,
+    entry_id: int,
+    actor: str,
+    force: bool,
 ) -> dict[str, Any]:
-    message = replay_of(entry)
-    publisher.publish(
-        message.body,
-        exchange=message.exchange,
-        routing_key=message.routing_key,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        headers=message.headers,
-        properties=message.properties,
-        mandatory=True,
-    )
+    """Replay one entry while holding its row lock, so no other replay or purge races it."""
     try:
-        publisher.confirm_all()
+        with dead_letters.claimed(conn, entry_id) as entry:
+            if entry is None:
+                why = "another replay or a purge holds it right now; run again to see its state"
+                return {"id": entry_id, "result": "skipped", "why": why}
+            refusal = _refusal(entry, topology, force)
+            if refusal:
+                return {"id": entry_id, "result": "refused", "why": refusal}
+            message = replay_of(entry, topology)
+            publisher.publish(
+                message.body,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                headers=message.headers,
+                properties=message.properties,
+                mandatory=True,
+            )
+            publisher.confirm_all()
+            dead_letters.mark_replayed(conn, entry_id, actor)
+            return {"id": entry_id, "result": "replayed", **_target(message)}
+    except ConfirmTimeout as error:
+        why = f"{error}; it may have been published; running the replay again is safe"
+        return {"id": entry_id, "result": "unconfirmed", "why": why}
     except PublishFailed as error:
-        return {"id": entry.id, "result": "failed", "why": str(error)}
-    if not dead_letters.mark_replayed(conn, entry.id, actor):
-        return {"id": entry.id, "result": "replayed", "why": "purged meanwhile; left purged"}
-    target = {"exchange": message.exchange, "routing_key": message.routing_key}
-    return {"id": entry.id, "result": "replayed", **target}
+        return {"id": entry_id, "result": "failed", "why": str(error)}
 
 
-def _progress(entries: Sequence[DeadLetterDetail], quiet: bool) -> Iterable[DeadLetterDetail]:
-    if quiet or len(entries) < PROGRESS_FROM:
-        yield from entries
+def _progress(selected: Sequence[int], quiet: bool) -> Iterable[int]:
+    if quiet or len(selected) < PROGRESS_FROM:
+        yield from selected
         return
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        yield from progress.track(entries, description="replaying")
+        yield from progress.track(selected, description="replaying")
 
 
 def _report(outcomes: list[dict[str, Any]], as_json: bool) -> None:
@@ -189,7 +219,7 @@ def _report(outcomes: list[dict[str, Any]], as_json: bool) -> None:
         print_json({"results": outcomes})
         return
     for outcome in outcomes:
-        click.echo(_describe(outcome))
+        click.echo(visible(_describe(outcome)))
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome["result"]] = counts.get(outcome["result"], 0) + 1
@@ -201,7 +231,7 @@ def _describe(outcome: dict[str, Any]) -> str:
     entry = f"{outcome['id']}"
     match outcome["result"]:
         case "replayed":
-            return f"replayed {entry} to {outcome.get('exchange')} {outcome.get('routing_key')}"
+            return f"replayed {entry} to {outcome.get('queue')} ({outcome.get('routing_key')})"
         case "would_replay" if not outcome["decodes"]:
             return f"would replay {entry}: does not decode ({outcome['problem']})"
         case "would_replay":

@@ -2,6 +2,7 @@
 
 import base64
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +74,18 @@ SELECT_DETAILS = f"""
 SELECT {DETAIL_COLUMNS} FROM dead_letters {FILTERS}
 ORDER BY id
 LIMIT %(limit)s
+"""
+
+SELECT_IDS = f"""
+SELECT id FROM dead_letters {FILTERS}
+ORDER BY id
+LIMIT %(limit)s
+"""
+
+CLAIM = f"""
+SELECT {DETAIL_COLUMNS} FROM dead_letters
+WHERE id = %(id)s
+FOR UPDATE SKIP LOCKED
 """
 
 MARK_REPLAYED = """
@@ -160,6 +173,25 @@ def each_detail(
 def get(conn: Connection, entry_id: int) -> DeadLetterDetail | None:
     found = details(conn, Selection(ids=[entry_id], limit=1))
     return found[0] if found else None
+
+
+def ids(conn: Connection, selection: Selection) -> list[int]:
+    """The ids matching `selection`, in the order they were stored: a list that stays small."""
+    return [int(row[0]) for row in conn.execute(SELECT_IDS, selection.params()).fetchall()]
+
+
+@contextmanager
+def claimed(conn: Connection, entry_id: int) -> Iterator[DeadLetterDetail | None]:
+    """Lock entry `entry_id` for as long as the block runs; None if another session holds it.
+
+    The lock is held in a transaction that commits when the block ends and
+    rolls back when it raises: a replay publishes and marks the entry inside
+    it, so a second replay or a purge of the same entry waits for, or skips,
+    the first instead of racing it.
+    """
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(CLAIM, {"id": entry_id}).fetchone()
+        yield _detail(row) if row else None
 
 
 def mark_replayed(conn: Connection, entry_id: int, actor: str) -> bool:

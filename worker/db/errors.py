@@ -6,10 +6,11 @@
 - A lock timeout, deadlock, serialization failure or statement timeout is
   contention around this batch's rows: retried in place a few times, then the
   commands that still meet it wait in the retry tiers.
-- Every other database error is the surroundings' fault (connection lost,
-  deadlock, lock timeout, a read-only server after a failover, a missing
-  privilege or migration): the worker holds its messages and retries, so
-  nothing valid is ever dead-lettered because the database was unwell.
+- Every other database error is the surroundings' fault (a connection lost
+  or a backend terminated, a read-only server after a failover, a missing
+  privilege or migration): the worker holds its messages and retries for as
+  long as it takes, so nothing valid is ever dead-lettered because the
+  database was unwell.
 """
 
 import psycopg

@@ -11,7 +11,7 @@ from typing import Any
 from worker.messaging.broker import raw_body
 from worker.messaging.poison import Poison
 from worker.messaging.publisher import ConfirmedPublisher
-from worker.messaging.topology import Topology
+from worker.messaging.topology import RETRY_DELAY_HEADER, RETRY_QUEUE_HEADER, Topology
 
 REASON_HEADER = "x-dead-letter-reason"
 DETAIL_HEADER = "x-dead-letter-detail"
@@ -19,20 +19,55 @@ ORIGINAL_EXCHANGE_HEADER = "x-original-exchange"
 ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
 MAX_DETAIL_LENGTH = 2000
 
+FAILURE_PATH_HEADERS = (
+    "x-dead-letter-",
+    "x-original-",
+    "x-source-queue",
+    "x-dead-lettered-at",
+    "x-death",
+    "x-first-death-",
+    "x-last-death-",
+    "x-delivery-count",
+    "x-retry-",
+    "x-first-failed-at",
+    RETRY_QUEUE_HEADER,
+    RETRY_DELAY_HEADER,
+)
+"""Headers the failure path writes. Only a message that came back from a retry tier
+may carry them in: from anyone else they are forgeries, and a replay would trust them."""
+
 # Properties that would change what happens to the copy: a TTL would expire it
 # in the dead-letter queue, a user id would be refused unless it is ours.
 PROPERTIES_KEPT_AS_HEADERS = ("expiration", "user_id")
 PROPERTIES_SET_HERE = ("content_type", "content_encoding", "application_headers", "delivery_mode")
 
 
-def carried_properties(message: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def came_back_from_retry(message: Any, topology: Topology) -> bool:
+    """Whether `message` was delivered by a retry tier, so its failure headers are ours."""
+    return bool(message.delivery_info.get("exchange") == topology.retry_return_exchange)
+
+
+def failure_headers(message: Any, topology: Topology) -> dict[str, Any]:
+    """The headers of `message`, without failure-path headers it cannot have been given by us."""
+    headers = dict(message.headers or {})
+    if came_back_from_retry(message, topology):
+        return headers
+    return {name: value for name, value in headers.items() if not is_failure_path_header(name)}
+
+
+def is_failure_path_header(name: str) -> bool:
+    return name.startswith(FAILURE_PATH_HEADERS)
+
+
+def carried_properties(message: Any, topology: Topology) -> tuple[dict[str, Any], dict[str, Any]]:
     """The properties and headers a copy of `message` keeps, and where it first came from.
 
     A message that came back from a retry tier still names the exchange and
-    routing key it was first published with.
+    routing key it was first published with; any other names where it was
+    delivered from, whatever its producer wrote in those headers.
     """
     properties = dict(message.properties)
-    headers = dict(message.headers or {})
+    headers = failure_headers(message, topology)
     for name in PROPERTIES_KEPT_AS_HEADERS:
         value = properties.pop(name, None)
         if value is not None:
@@ -55,7 +90,7 @@ def dead_letter(
     extra_headers: Mapping[str, Any] | None = None,
 ) -> None:
     """Publish a copy of `message` to the dead-letter exchange; the caller then acks it."""
-    properties, headers = carried_properties(message)
+    properties, headers = carried_properties(message, topology)
     headers.update(extra_headers or {})
     headers.update(
         {

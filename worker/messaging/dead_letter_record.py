@@ -101,6 +101,41 @@ def describe(
     )
 
 
+def undescribed(
+    body: bytes,
+    exchange: str,
+    routing_key: str,
+    error: Exception,
+    *,
+    now: datetime | None = None,
+) -> DeadLetterRecord:
+    """What surely can be kept of a message `describe` failed on: the body and where it was.
+
+    Its fingerprint covers only the body and the framing, so a redelivery of
+    the same message is still stored once.
+    """
+    now = now or datetime.now(UTC)
+    note = f"not described: {type(error).__name__}: {error}".replace("\x00", "")
+    return DeadLetterRecord(
+        fingerprint=_fingerprint(body, exchange, routing_key, None, {"x-store-error": True}),
+        reason=UNKNOWN_REASON,
+        detail=note[:2000],
+        source_queue=None,
+        original_exchange=exchange,
+        original_routing_key=routing_key.replace("\x00", "\ufffd"),
+        message_id=None,
+        correlation_id=None,
+        message_type=None,
+        order_number=None,
+        properties={},
+        headers={"x-store-error": note},
+        body=body,
+        attempts=0,
+        first_failed_at=now,
+        last_failed_at=now,
+    )
+
+
 def _latest_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
     """The broker's most recent dead-lettering of the message (x-death lists it first)."""
     deaths = headers.get("x-death")

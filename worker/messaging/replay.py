@@ -1,28 +1,24 @@
-"""Turning a stored dead letter back into the message its producer sent."""
+"""Turning a stored dead letter back into the message its producer sent.
+
+A replay goes back only to the queue the message failed in, through
+`{ns}.retry-return` as a message leaving a retry tier does, with its original
+routing key: a replayed event is judged again by the rules worker without
+reaching every other subscriber of `{ns}.events` a second time, and no header
+of the stored message can send it anywhere else.
+"""
 
 from dataclasses import dataclass
 from typing import Any
 
 from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.amqp_json import from_json
-from worker.messaging.decoding import Envelope
-from worker.messaging.topology import RETRY_DELAY_HEADER, RETRY_QUEUE_HEADER
-
-ADDED_ON_THE_WAY = (
-    "x-dead-letter-",
-    "x-original-",
-    "x-source-queue",
-    "x-dead-lettered-at",
-    "x-death",
-    "x-first-death-",
-    "x-last-death-",
-    "x-delivery-count",
-    "x-retry-",
-    "x-first-failed-at",
-    RETRY_QUEUE_HEADER,
-    RETRY_DELAY_HEADER,
+from worker.messaging.dead_letter import (
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    is_failure_path_header,
 )
-"""Headers the failure path added; a replay starts without them."""
+from worker.messaging.decoding import Envelope
+from worker.messaging.topology import RETRY_QUEUE_HEADER, Topology
 
 REPLAYED_FROM_HEADER = "x-replayed-from"
 """The store id a replayed message came from, so a second failure can be traced to the first."""
@@ -41,6 +37,8 @@ NOT_REPLAYED_PROPERTIES = (
 class Replay:
     """The message to publish again: where to, and exactly what."""
 
+    queue: str
+    """The only queue it reaches."""
     exchange: str
     routing_key: str
     body: bytes
@@ -63,17 +61,40 @@ class Replay:
         )
 
 
-def replay_of(entry: DeadLetterDetail) -> Replay:
-    """The original message of `entry`: its body, properties and the producer's own headers."""
+class NotReplayable(Exception):
+    """The entry names no queue of this service to go back to."""
+
+
+def replay_queues(topology: Topology) -> tuple[str, ...]:
+    """The queues a replay can go back to: those the failure path dead-letters from."""
+    return (topology.status_worker_queue, topology.rules_queue)
+
+
+def replay_of(entry: DeadLetterDetail, topology: Topology) -> Replay:
+    """The original message of `entry`, addressed to the queue it failed in alone.
+
+    It keeps its body, properties and the producer's own headers. The headers
+    that say where it first came from are set from the entry, so that if it
+    fails again its new entry names the same origin.
+    """
+    if entry.source_queue not in replay_queues(topology):
+        raise NotReplayable(
+            f"its source queue {entry.source_queue!r} is not one of "
+            f"{', '.join(replay_queues(topology))}"
+        )
     properties = from_json(entry.properties)
     headers = {
         name: value
         for name, value in from_json(entry.headers).items()
-        if not name.startswith(ADDED_ON_THE_WAY)
+        if not is_failure_path_header(name)
     }
     headers[REPLAYED_FROM_HEADER] = entry.id
+    headers[RETRY_QUEUE_HEADER] = entry.source_queue
+    headers[ORIGINAL_EXCHANGE_HEADER] = entry.exchange
+    headers[ORIGINAL_ROUTING_KEY_HEADER] = entry.routing_key
     return Replay(
-        exchange=entry.exchange,
+        queue=entry.source_queue,
+        exchange=topology.retry_return_exchange,
         routing_key=entry.routing_key,
         body=entry.body,
         content_type=properties.get("content_type"),

@@ -15,14 +15,21 @@ letter now) or a `RetryLater` (wait in the next tier).
 """
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from worker import durations
 from worker.messaging.broker import raw_body
-from worker.messaging.dead_letter import MAX_DETAIL_LENGTH, carried_properties, dead_letter
+from worker.messaging.dead_letter import (
+    MAX_DETAIL_LENGTH,
+    carried_properties,
+    dead_letter,
+    failure_headers,
+)
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.publisher import ConfirmedPublisher
 from worker.messaging.topology import RETRY_DELAY_HEADER, RETRY_QUEUE_HEADER, Topology
@@ -44,6 +51,10 @@ class RetryLater:
 
     reason: str
     detail: str
+    at_least_attempts: int = 0
+    """Count the message as having failed at least this often: a message held back behind
+    another takes that one's count, so it waits in the same tier or a later one, never an
+    earlier one, and is dead-lettered with it when that one has used up every tier."""
 
 
 @dataclass(frozen=True)
@@ -61,22 +72,52 @@ class Exhausted:
     attempts: int
 
 
+MAX_ATTEMPTS = 2**31 - 1
+"""The most failures a count may claim; a producer's larger number is read as this."""
+
+
 def failed_attempts(headers: Mapping[str, Any] | None) -> int:
-    """The failures counted in `headers` so far; a missing or mangled count is zero."""
-    try:
-        return max(0, int((headers or {}).get(ATTEMPT_HEADER, 0)))
-    except (TypeError, ValueError):
-        return 0
+    """The failures counted in `headers` so far; never raises.
+
+    The header arrives from anyone who can publish: a missing, negative,
+    fractional, non-finite or unreadable count is zero, and one beyond
+    `MAX_ATTEMPTS` is read as that.
+    """
+    count = _whole_number((headers or {}).get(ATTEMPT_HEADER))
+    return 0 if count is None or count < 0 else min(count, MAX_ATTEMPTS)
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        text = value.strip()
+        # Bounded before int(): a long enough digit string makes int() raise.
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return None
 
 
 def next_step(
-    headers: Mapping[str, Any] | None, delays_ms: tuple[int, ...]
+    headers: Mapping[str, Any] | None, delays_ms: tuple[int, ...], at_least: int = 0
 ) -> WaitInTier | Exhausted:
-    """Where a message goes after one more passing failure."""
-    done = failed_attempts(headers)
+    """Where a message goes after one more passing failure (counting at least `at_least`)."""
+    done = max(failed_attempts(headers), min(at_least, MAX_ATTEMPTS))
     if done >= len(delays_ms):
         return Exhausted(done + 1)
     return WaitInTier(done + 1, delays_ms[done])
+
+
+def attempts_of(message: Any, topology: Topology) -> int:
+    """The failures `message` has had so far, as its next failure will count them."""
+    return failed_attempts(failure_headers(message, topology))
 
 
 def is_broker_header(name: str) -> bool:
@@ -101,7 +142,11 @@ class FailureRouter:
         if isinstance(failure, Poison):
             self._dead_letter(publisher, message, failure)
             return
-        step = next_step(message.headers, self._topology.retry_delays_ms)
+        step = next_step(
+            failure_headers(message, self._topology),
+            self._topology.retry_delays_ms,
+            failure.at_least_attempts,
+        )
         if isinstance(step, Exhausted):
             self._dead_letter(
                 publisher,
@@ -139,7 +184,7 @@ class FailureRouter:
     def _wait(
         self, publisher: ConfirmedPublisher, message: Any, failure: RetryLater, step: WaitInTier
     ) -> None:
-        properties, headers = carried_properties(message)
+        properties, headers = carried_properties(message, self._topology)
         tier = durations.label(step.delay_ms)
         headers = {name: value for name, value in headers.items() if not is_broker_header(name)}
         headers.setdefault(FIRST_FAILED_HEADER, datetime.now(UTC).isoformat())

@@ -9,7 +9,6 @@ the status worker does.
 
 import logging
 import threading
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +18,7 @@ from worker.config import Settings
 from worker.db import dead_letters
 from worker.db.connection import Database
 from worker.db.errors import is_transient_database_error
-from worker.messaging.broker import connect_declared, raw_body, serve
+from worker.messaging.broker import collect_batch, connect_declared, raw_body, serve
 from worker.messaging.dead_letter_record import DeadLetterRecord, describe, undescribed
 from worker.messaging.topology import Topology
 from worker.resilience import retry_until_stopped, run_sessions
@@ -28,7 +27,6 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 BATCH_WAIT_SECONDS = 0.05
-IDLE_POLL_SECONDS = 0.25
 
 
 class DeadLetterIngester:
@@ -70,29 +68,14 @@ class DeadLetterIngester:
             )
             with consumer:
                 while not self._stop.is_set():
-                    batch = self._collect(connection, buffer)
+                    batch = collect_batch(
+                        connection, buffer, self._stop, BATCH_SIZE, BATCH_WAIT_SECONDS
+                    )
                     if batch:
                         self._store(batch, keepalive=lambda: serve(connection))
                     connection.heartbeat_check()
         finally:
             connection.release()
-
-    def _collect(self, connection: Any, buffer: list[Any]) -> list[Any]:
-        deadline: float | None = None
-        while not self._stop.is_set() and len(buffer) < BATCH_SIZE:
-            if buffer and deadline is None:
-                deadline = time.monotonic() + BATCH_WAIT_SECONDS
-            timeout = IDLE_POLL_SECONDS if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                connection.drain_events(timeout=timeout)
-            except TimeoutError:
-                if deadline is None:
-                    connection.heartbeat_check()
-        batch = buffer[:BATCH_SIZE]
-        del buffer[:BATCH_SIZE]
-        return batch
 
     def _store(self, batch: list[Any], keepalive: Any) -> None:
         records = [record_of(message, self._settings.delivery_limit) for message in batch]

@@ -23,7 +23,13 @@ from worker.db.connection import Database
 from worker.db.errors import ContentionPersists, is_contention, is_transient_database_error
 from worker.db.rules_store import find_stays, record_verdicts
 from worker.db.workflow_store import WorkflowCache
-from worker.messaging.broker import MIN_READ_SECONDS, connect_declared, envelope_of, serve
+from worker.messaging.broker import (
+    IDLE_POLL_SECONDS,
+    MIN_READ_SECONDS,
+    connect_declared,
+    envelope_of,
+    serve,
+)
 from worker.messaging.event_decoding import Ignored, decode_event
 from worker.messaging.failure_policy import FailurePolicy, RouteFailures
 from worker.messaging.poison import DeadLetterReason, Poison
@@ -44,7 +50,6 @@ from worker.rules.spec import StayedInStatusTrigger
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 0.25
 PREFETCH = 100
 SCAN_BATCH = 200
 

@@ -9,7 +9,6 @@ inbox turns every command that was already applied into a duplicate.
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from worker.db.errors import ContentionPersists, is_contention, is_transient_dat
 from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
-from worker.messaging.broker import connect_declared, envelope_of, serve
+from worker.messaging.broker import collect_batch, connect_declared, envelope_of, serve
 from worker.messaging.decoding import decode_command
 from worker.messaging.poison import DeadLetterReason, Poison
 from worker.messaging.publisher import ConfirmedPublisher
@@ -32,9 +31,6 @@ from worker.messaging.topology import Topology
 from worker.resilience import retry_until_stopped, run_sessions
 
 log = logging.getLogger(__name__)
-
-IDLE_POLL_SECONDS = 0.25
-"""How often an idle worker looks up to check for a stop request and heartbeats."""
 
 
 @dataclass(frozen=True)
@@ -95,32 +91,18 @@ class StatusWorker:
             with consumer:
                 log.info("consuming", extra={"queue": self._topology.status_worker_queue})
                 while not self._stop.is_set():
-                    batch = self._collect(connection, buffer)
+                    batch = collect_batch(
+                        connection,
+                        buffer,
+                        self._stop,
+                        self._settings.batch_size,
+                        self._settings.batch_wait_ms / 1000,
+                    )
                     if batch:
                         self._handle(batch, publisher, keepalive=lambda: serve(connection))
                     connection.heartbeat_check()
         finally:
             connection.release()
-
-    def _collect(self, connection: Any, buffer: list[Any]) -> list[Any]:
-        """Wait for a batch: full at batch_size, or batch_wait_ms after its first message."""
-        size = self._settings.batch_size
-        wait = self._settings.batch_wait_ms / 1000
-        deadline: float | None = None
-        while not self._stop.is_set() and len(buffer) < size:
-            if buffer and deadline is None:
-                deadline = time.monotonic() + wait
-            timeout = IDLE_POLL_SECONDS if deadline is None else deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                connection.drain_events(timeout=timeout)
-            except TimeoutError:
-                if deadline is None:
-                    connection.heartbeat_check()
-        batch = buffer[:size]
-        del buffer[:size]  # in place: the consumer appends to this very list
-        return batch
 
     def _handle(
         self, batch: list[Any], publisher: ConfirmedPublisher, keepalive: Callable[[], None]

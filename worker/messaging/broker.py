@@ -1,5 +1,6 @@
 """Connecting to RabbitMQ with kombu, keeping the connection served, reading messages."""
 
+import threading
 import time
 from typing import Any
 
@@ -78,6 +79,35 @@ def serve(connection: Any, seconds: float = 0.0) -> None:
         connection.heartbeat_check()
     except (OSError, amqp.exceptions.AMQPError, kombu.exceptions.KombuError) as error:
         raise BrokerConnectionLost(repr(error)) from error
+
+
+IDLE_POLL_SECONDS = 0.25
+"""How often a consumer waiting for its first message looks up: stop requests, heartbeats."""
+
+
+def collect_batch(
+    connection: Any, buffer: list[Any], stop: threading.Event, size: int, wait_seconds: float
+) -> list[Any]:
+    """Wait for a batch: full at `size`, or `wait_seconds` after its first message.
+
+    `buffer` is the list a kombu consumer appends its deliveries to; the batch
+    is taken off its head in place.
+    """
+    deadline: float | None = None
+    while not stop.is_set() and len(buffer) < size:
+        if buffer and deadline is None:
+            deadline = time.monotonic() + wait_seconds
+        timeout = IDLE_POLL_SECONDS if deadline is None else deadline - time.monotonic()
+        if timeout <= 0:
+            break
+        try:
+            connection.drain_events(timeout=timeout)
+        except TimeoutError:
+            if deadline is None:
+                connection.heartbeat_check()
+    batch = buffer[:size]
+    del buffer[:size]  # in place: the consumer appends to this very list
+    return batch
 
 
 def raw_body(message: Any) -> bytes:

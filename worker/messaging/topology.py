@@ -139,6 +139,22 @@ class Topology:
         back = Exchange(self.retry_return_exchange, type="headers", durable=True)
         return binding(back, arguments={"x-match": "all", RETRY_QUEUE_HEADER: queue})
 
+    def _work_queue_arguments(self) -> dict[str, Any]:
+        """The arguments of a queue a worker consumes: the status worker's and the rules'."""
+        return {
+            "x-queue-type": "quorum",
+            # One consumer at a time (the others wait as hot standbys), so the
+            # messages for one order are handled in the order they were sent.
+            "x-single-active-consumer": True,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            # A message redelivered this often is crash-looping a worker:
+            # the queue dead-letters it instead of delivering it forever.
+            "x-delivery-limit": self.delivery_limit,
+            # Keep a message until the dead-letter queue has confirmed it.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
     def status_worker(self) -> Queue:
         """The status worker's quorum queue, bound to every command routing key."""
         commands = Exchange(self.commands_exchange, type="topic", durable=True)
@@ -149,19 +165,7 @@ class Topology:
                 self.retry_return(self.status_worker_queue),
             ],
             durable=True,
-            queue_arguments={
-                "x-queue-type": "quorum",
-                # One consumer at a time (the others wait as hot standbys), so the
-                # commands for one order are applied in the order they were sent.
-                "x-single-active-consumer": True,
-                "x-dead-letter-exchange": self.dead_letter_exchange,
-                # A message redelivered this often is crash-looping a worker:
-                # the queue dead-letters it instead of delivering it forever.
-                "x-delivery-limit": self.delivery_limit,
-                # Keep a message until the dead-letter queue has confirmed it.
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
+            queue_arguments=self._work_queue_arguments(),
         )
 
     def rules(self) -> Queue:
@@ -179,14 +183,7 @@ class Topology:
             durable=True,
             # As the status worker's: one active consumer, so the events of an
             # order are evaluated in order; poison and crash loops dead-lettered.
-            queue_arguments={
-                "x-queue-type": "quorum",
-                "x-single-active-consumer": True,
-                "x-dead-letter-exchange": self.dead_letter_exchange,
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
+            queue_arguments=self._work_queue_arguments(),
         )
 
     def dead_letters(self) -> Queue:

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     delivery_limit: PositiveInt = Field(
         default=20, description="Deliveries of one message before the queue dead-letters it."
     )
-    relay_batch_size: PositiveInt = 500
+    relay_batch_size: PositiveInt = Field(
+        default=500, description="Events the relay keeps in flight, awaiting their confirms."
+    )
     relay_sweep_seconds: PositiveFloat = Field(
         default=1.0, description="The relay also looks at the outbox this often."
     )

@@ -376,19 +376,7 @@ def test_a_command_id_claimed_meanwhile_by_another_transaction_is_retried_as_a_r
             "VALUES (%s, 'CreateOrder', %s, 'unchanged', 'f', now(), now())",
             (create.command_id, create.order_number),
         )
-        failure: list[BaseException] = []
-
-        def apply_meanwhile() -> None:
-            try:
-                apply(worker_conn, create)
-            except Exception as error:
-                failure.append(error)
-
-        racing = threading.Thread(target=apply_meanwhile)
-        racing.start()
-        eventually(lambda: _waits_on_a_lock(database_url))
-        other.commit()
-        racing.join(timeout=30)
+        failure = _apply_until_other_commits(database_url, worker_conn, other, create)
 
     assert [type(error) for error in failure] == [ConcurrentClaim]
     assert is_transient_database_error(failure[0])
@@ -408,23 +396,31 @@ def test_an_order_registered_meanwhile_by_another_transaction_is_retried_as_a_du
             "now(), now())",
             (command.order_number, creation_fingerprint(command)),
         )
-        failure: list[BaseException] = []
-
-        def apply_meanwhile() -> None:
-            try:
-                apply(worker_conn, command)
-            except Exception as error:
-                failure.append(error)
-
-        racing = threading.Thread(target=apply_meanwhile)
-        racing.start()
-        eventually(lambda: _waits_on_a_lock(database_url))
-        other.commit()
-        racing.join(timeout=30)
+        failure = _apply_until_other_commits(database_url, worker_conn, other, command)
 
     assert [type(error) for error in failure] == [ConcurrentRegistration]
     [again] = apply(worker_conn, command)
     assert (again.outcome, again.redelivered) == (CommandOutcome.DUPLICATE, False)
+
+
+def _apply_until_other_commits(
+    database_url: str, worker_conn: Conn, other: Conn, command: Any
+) -> list[BaseException]:
+    """Apply `command` in a thread until it waits on `other`'s lock; commit `other`; the errors."""
+    failure: list[BaseException] = []
+
+    def apply_meanwhile() -> None:
+        try:
+            apply(worker_conn, command)
+        except Exception as error:
+            failure.append(error)
+
+    racing = threading.Thread(target=apply_meanwhile)
+    racing.start()
+    eventually(lambda: _waits_on_a_lock(database_url))
+    other.commit()
+    racing.join(timeout=30)
+    return failure
 
 
 def _waits_on_a_lock(database_url: str) -> bool:

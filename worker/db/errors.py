@@ -13,7 +13,21 @@
   database was unwell.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
+from psycopg import errors
+
+from worker.errors import (
+    DATABASE_SETTING,
+    ConcurrentWrite,
+    Contention,
+    Misconfigured,
+    OrderStatusError,
+    Refused,
+    Unavailable,
+)
 
 
 class ConcurrentRegistration(Exception):
@@ -55,3 +69,61 @@ class ContentionPersists(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(repr(error))
         self.error = error
+
+
+# What a refused connection says when it will not clear by itself.
+_LASTING_CONNECT_FAILURES = (
+    "does not exist",  # database or role
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "invalid",  # an option or sslmode value
+    "certificate",
+    "SSL",
+)
+# SQLSTATE classes and codes that name a lasting fault of the setup, not of the moment.
+_LASTING_SQLSTATES = ("28", "3D", "42501", "42P01", "42883", "0A")
+
+
+def translate(error: BaseException) -> OrderStatusError:
+    """The project's own error for a psycopg error (or one of ours, unchanged)."""
+    if isinstance(error, OrderStatusError):
+        return error
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, ConcurrentRegistration | ConcurrentClaim):
+        return ConcurrentWrite(text)
+    if isinstance(error, errors.UndefinedTable):
+        return Misconfigured(
+            DATABASE_SETTING,
+            "the database has no order-status schema; run `order-status migrate` first",
+        )
+    if is_contention(error):
+        return Contention(text)
+    if is_command_fault(error):
+        return Refused(text)
+    lasting = _lasting_setup_fault(error, text)
+    return Misconfigured(DATABASE_SETTING, lasting) if lasting else Unavailable("PostgreSQL", text)
+
+
+def _lasting_setup_fault(error: BaseException, text: str) -> str | None:
+    """What is wrong with the setup, when `error` will not clear by itself; else None."""
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    if isinstance(error, psycopg.ProgrammingError) and not sqlstate:
+        return f"the database URL is not usable: {text}"
+    if sqlstate.startswith(_LASTING_SQLSTATES):
+        return f"PostgreSQL refused: {text}"
+    passing = "starting up" in text or "shutting down" in text
+    refused_for_good = any(marker in text for marker in _LASTING_CONNECT_FAILURES)
+    if isinstance(error, psycopg.OperationalError) and not sqlstate and not passing:
+        return f"cannot connect to PostgreSQL: {text}" if refused_for_good else None
+    return None
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Raise the project's own error type for any psycopg error inside the block."""
+    try:
+        yield
+    except psycopg.Error as error:
+        raise translate(error) from error
+    except (ConcurrentRegistration, ConcurrentClaim) as error:
+        raise translate(error) from error

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
         default=30.0, description="Cap on the wait between reconnection attempts."
     )
     heartbeat_seconds: PositiveInt = 30
+    stop_grace_seconds: PositiveFloat = Field(
+        default=30.0,
+        description="After SIGTERM or SIGINT, how long a worker may take to finish the batch "
+        "in hand (commit, confirm, ack) before it gives the batch back and exits.",
+    )
+    give_up_after_seconds: PositiveFloat = Field(
+        default=300.0,
+        description="How long a worker keeps trying through a fault that will not clear by "
+        "itself (login refused, database missing, schema not migrated) before it exits "
+        "non-zero, so that its supervisor restarts it and alerts.",
+    )
     retry_delays: str = Field(
         default=DEFAULT_RETRY_DELAYS,
         description="Retry tiers: how long a message waits before each new attempt.",

@@ -1,116 +1,58 @@
 """The dead-letter ingester: move every message of `{ns}.dead-letter` into the store.
 
-A batch of messages is inserted in one transaction and acked, with one
-multiple ack, only after the commit. A crash in between delivers them again;
-each row's fingerprint (the message as it sat in the queue) makes the second
-insert a no-op. A database that is unwell is waited out holding the batch, as
-the status worker does.
+Its handler inserts a batch in one transaction; the kernel acks it, with one
+multiple ack, only after the commit. A crash in between delivers the batch
+again; each row's fingerprint (the message as it sat in the queue) makes the
+second insert a no-op. A database that is unwell is waited out holding the
+batch. The queue has no delivery limit, so nothing here may dead-letter: a row
+the database refuses is stored plainly instead (its body and reason, without
+the headers that could not be stored).
 """
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
-
-import kombu
 
 from worker.config import Settings
 from worker.db import dead_letters
 from worker.db.connection import Database
-from worker.db.errors import is_transient_database_error
-from worker.messaging.broker import collect_batch, connect_declared, raw_body, serve
+from worker.kernel.attempts import AttemptRunner
+from worker.kernel.consumer import Consumer
+from worker.kernel.delivery import Delivery
+from worker.kernel.dispositions import Disposition, Done
+from worker.kernel.ports import Keepalive
 from worker.messaging.dead_letter_record import DeadLetterRecord, describe, undescribed
-from worker.messaging.topology import Topology
-from worker.resilience import retry_until_stopped, run_sessions
+from worker.wiring import WorkerParts
 
 log = logging.getLogger(__name__)
 
+ROLE = "dead-letter-ingester"
 BATCH_SIZE = 200
 BATCH_WAIT_SECONDS = 0.05
 
 
-class DeadLetterIngester:
-    """Keeps the dead-letter queue empty by storing its messages in PostgreSQL."""
+class StoreDeadLetters:
+    """The ingester's handler: a batch of dead letters stored in one transaction."""
 
-    role = "dead-letter-ingester"
+    def __init__(self, database: Database, attempts: AttemptRunner, delivery_limit: int) -> None:
+        self._database = database
+        self._attempts = attempts
+        self._delivery_limit = delivery_limit
 
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
-        self._settings = settings
-        self._stop = stop
-        self._topology = Topology.for_settings(settings)
-        self._database = Database(settings, self.role)
+    def prepare(self) -> None:
+        with self._database.use():
+            pass  # fail early on a database that is not there
 
-    def run(self) -> None:
-        """Ingest until `stop` is set, reconnecting to either server after a failure."""
-        log.info("dead-letter ingester starting", extra={"queue": self._topology.dead_letter_queue})
-        try:
-            run_sessions(
-                self._stop, self._ingest_until_stopped, self._settings.reconnect_max_seconds, log
-            )
-        finally:
-            self._database.close()
-            log.info("dead-letter ingester stopped")
-
-    def _ingest_until_stopped(self) -> None:
-        self._database.connection()  # fail early on a database that is not there
-        connection = connect_declared(self._settings, self.role, self._topology)
-        try:
-            channel = connection.channel()
-            channel.auto_decode = False  # the body is stored byte for byte
-            channel.basic_qos(0, 2 * BATCH_SIZE, False)
-            buffer: list[Any] = []
-            consumer = kombu.Consumer(
-                channel,
-                queues=[self._topology.dead_letters()],
-                on_message=buffer.append,
-                auto_declare=False,
-                no_ack=False,
-            )
-            with consumer:
-                while not self._stop.is_set():
-                    batch = collect_batch(
-                        connection, buffer, self._stop, BATCH_SIZE, BATCH_WAIT_SECONDS
-                    )
-                    if batch:
-                        self._store(batch, keepalive=lambda: serve(connection))
-                    connection.heartbeat_check()
-        finally:
-            connection.release()
-
-    def _store(self, batch: list[Any], keepalive: Any) -> None:
-        records = [record_of(message, self._settings.delivery_limit) for message in batch]
-        retrying = retry_until_stopped(
-            self._stop,
-            is_transient_database_error,
-            self._settings.reconnect_max_seconds,
-            log,
+    def handle(self, batch: Sequence[Delivery], keepalive: Keepalive) -> list[Disposition]:
+        records = [record_of(delivery, self._delivery_limit) for delivery in batch]
+        self._attempts.run(
+            records,
+            self._store,
+            key=lambda record: record.fingerprint,
             keepalive=keepalive,
+            culprit=lambda record, error: self._store_plainly(record, error, keepalive),
         )
-
-        def attempt(chunk: list[DeadLetterRecord]) -> None:
-            try:
-                dead_letters.store(self._database.connection(), chunk)
-            except Exception as error:
-                if is_transient_database_error(error):
-                    self._database.close()
-                    raise
-                raise RecordRefused(error) from error
-
-        try:
-            retrying(attempt, records)
-        except RecordRefused:
-            # The queue has no delivery limit: a row the database refuses must not
-            # stop the ingester for good. Store the others, and that one plainly.
-            for record in records:
-                try:
-                    retrying(attempt, [record])
-                except RecordRefused as refused:
-                    log.error(
-                        "dead letter refused by the database; storing it without its headers",
-                        exc_info=refused.error,
-                        extra={"message_id": record.message_id, "reason": record.reason},
-                    )
-                    retrying(attempt, [without_headers(record, refused.error)])
         for record in records:
             log.info(
                 "stored dead letter",
@@ -121,15 +63,28 @@ class DeadLetterIngester:
                     "source_queue": record.source_queue,
                 },
             )
-        batch[-1].ack(multiple=True)  # only after the commit
+        return [Done() for _ in batch]
 
+    def _store(self, records: Sequence[DeadLetterRecord]) -> list[None]:
+        with self._database.use() as connection:
+            dead_letters.store(connection, list(records))
+        return [None for _ in records]
 
-class RecordRefused(Exception):
-    """The database refused a dead-letter row for its content; retrying will not help."""
+    def _store_plainly(
+        self, record: DeadLetterRecord, error: Exception, keepalive: Keepalive
+    ) -> None:
+        log.error(
+            "dead letter refused by the database; storing it without its headers",
+            exc_info=error,
+            extra={"message_id": record.message_id, "reason": record.reason},
+        )
+        self._attempts.until_available(self._store, [without_headers(record, error)], keepalive)
 
-    def __init__(self, error: Exception) -> None:
-        super().__init__(repr(error))
-        self.error = error
+    def between_batches(self, keepalive: Keepalive) -> None:
+        """Nothing periodic."""
+
+    def close(self) -> None:
+        self._database.close()
 
 
 def without_headers(record: DeadLetterRecord, error: Exception) -> DeadLetterRecord:
@@ -143,25 +98,41 @@ def without_headers(record: DeadLetterRecord, error: Exception) -> DeadLetterRec
     )
 
 
-def record_of(message: Any, delivery_limit: int) -> DeadLetterRecord:
-    """Describe a kombu message from the dead-letter queue for the store; never raises.
+def record_of(delivery: Delivery, delivery_limit: int) -> DeadLetterRecord:
+    """Describe a delivery from the dead-letter queue for the store; never raises.
 
     The queue has no delivery limit, and its messages' headers come from any
     producer: one that cannot be described is stored with what surely fits,
     rather than stopping the ingester on every redelivery.
     """
-    delivery = message.delivery_info
-    body = raw_body(message)
-    exchange = str(delivery.get("exchange", ""))
-    routing_key = str(delivery.get("routing_key", ""))
     try:
         return describe(
-            body, exchange, routing_key, message.properties, delivery_limit=delivery_limit
+            delivery.body,
+            delivery.exchange,
+            delivery.routing_key,
+            delivery.properties,
+            delivery_limit=delivery_limit,
         )
     except Exception as error:
         log.error(
             "dead letter cannot be described; storing its body only",
             exc_info=error,
-            extra={"message_id": message.properties.get("message_id")},
+            extra={"message_id": delivery.message_id},
         )
-        return undescribed(body, exchange, routing_key, error)
+        return undescribed(delivery.body, delivery.exchange, delivery.routing_key, error)
+
+
+def build(settings: Settings, stop: threading.Event, parts: WorkerParts | None = None) -> Consumer:
+    """The ingester, wired: its handler on the kernel's consumer."""
+    parts = parts or WorkerParts.of(settings, stop)
+    handler = StoreDeadLetters(
+        Database(settings, ROLE), parts.attempts(ROLE), settings.delivery_limit
+    )
+    return parts.consumer(
+        ROLE,
+        handler,
+        [parts.topology.dead_letters()],
+        batch_size=BATCH_SIZE,
+        batch_wait_seconds=BATCH_WAIT_SECONDS,
+        prefetch=2 * BATCH_SIZE,
+    )

@@ -45,6 +45,11 @@ class Misconfigured(OrderStatusError):
 class Contention(OrderStatusError):
     """A lock, deadlock, serialization failure or statement timeout around these rows."""
 
+    def __init__(self, detail: str, kind: str = "Contention") -> None:
+        super().__init__(detail)
+        self.kind = kind
+        """What the database reported, e.g. `LockNotAvailable` or `DeadlockDetected`."""
+
 
 class Refused(OrderStatusError):
     """The database refused what was asked of it for the data's sake, not the server's."""

@@ -19,11 +19,13 @@ from typing import Any
 from worker.config import Settings
 from worker.db import outbox
 from worker.db.connection import Connection, connect
-from worker.db.errors import is_transient_database_error
-from worker.messaging.broker import connect_declared, serve
+from worker.db.errors import translated
+from worker.errors import Unavailable
+from worker.kernel.sessions import run_sessions
+from worker.messaging.amqp_session import AmqpSession
+from worker.messaging.broker import serve
 from worker.messaging.publisher import ConfirmedPublisher
-from worker.messaging.topology import Topology
-from worker.resilience import retry_until_stopped, run_sessions
+from worker.wiring import WorkerParts
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ SETTLE_ON_STOP_SECONDS = 5.0
 
 class EventRefused(Exception):
     """The broker nacked an event; it stays in the outbox and is tried again later."""
+
+
+ROLE = "relay"
 
 
 class _Window:
@@ -72,51 +77,58 @@ class _Window:
 class OutboxRelay:
     """Moves events from the outbox table to the events exchange."""
 
-    role = "relay"
+    role = ROLE
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self._settings = settings
-        self._stop = stop
-        self._topology = Topology.for_settings(settings)
+        self._parts = WorkerParts.of(settings, stop)
+        self._stopping = self._parts.stopping
+        self._attempts = self._parts.attempts(ROLE)
+        self._topology = self._parts.topology
         self._batch_limit = settings.relay_batch_size
 
     def run(self) -> None:
-        """Relay until `stop` is set, reconnecting to either server after a failure."""
+        """Relay until stopped, reconnecting to either server after a failure."""
         log.info("relay starting", extra={"exchange": self._topology.events_exchange})
         run_sessions(
-            self._stop, self._relay_until_stopped, self._settings.reconnect_max_seconds, log
+            self._stopping,
+            self._relay_until_stopped,
+            role=ROLE,
+            max_wait_seconds=self._settings.reconnect_max_seconds,
+            give_up_after_seconds=self._settings.give_up_after_seconds,
+            hooks=self._parts.hooks,
         )
         log.info("relay stopped")
 
     def _relay_until_stopped(self) -> None:
-        database = connect(self._settings, self.role, autocommit=True)
+        with translated():
+            database = connect(self._settings, ROLE, autocommit=True)
         try:
-            broker = connect_declared(self._settings, self.role, self._topology)
+            session = AmqpSession(self._settings, ROLE, self._topology)
         except BaseException:
             database.close()
             raise
+        broker = session.connection
         try:
-            if not self._become_leader(database, broker):
-                return
-            outbox.listen_for_commits(database)
-            window = _Window(ConfirmedPublisher(broker))
-            retrying = retry_until_stopped(
-                self._stop,
-                lambda error: isinstance(error, EventRefused),
-                self._settings.reconnect_max_seconds,
-                log,
-                keepalive=lambda: serve(broker),
-            )
-            retrying(self._relay, database, broker, window)
-            self._settle_before_leaving(database, broker, window)  # a clean stop
+            with translated():
+                if not self._become_leader(database, broker):
+                    return
+                outbox.listen_for_commits(database)
+                window = _Window(session.publisher())
+                self._parts.hooks.readiness_changed(ROLE, True, None)
+                retrying = self._attempts.retrying(
+                    session.serve, only_if=lambda error: isinstance(error, EventRefused)
+                )
+                retrying(self._relay, database, broker, window)
+                self._settle_before_leaving(database, broker, window)  # a clean stop
         finally:
             database.close()  # also releases the leader lock
-            broker.release()
+            session.close()
 
     def _become_leader(self, database: Connection, broker: Any) -> bool:
         """Wait until this relay holds the leader lock; False if stopped first."""
         announced = False
-        while not self._stop.is_set():
+        while not self._stopping.requested():
             if outbox.try_relay_lock(database):
                 log.info("relay is the leader; publishing")
                 return True
@@ -134,7 +146,7 @@ class OutboxRelay:
         not after the previous batch's confirms and marking.
         """
         more = True  # look at the outbox once on taking over
-        while not self._stop.is_set():
+        while not self._stopping.requested():
             if more and window.room(self._capacity):
                 read = window.room(self._capacity)
                 more = self._send_next(database, window, read) == read
@@ -210,11 +222,13 @@ class OutboxRelay:
         A read-only server after a failover refuses the update; publishing the
         same events again on every retry would flood consumers with repeats.
         """
-        retrying = retry_until_stopped(
-            self._stop,
-            lambda error: is_transient_database_error(error) and not database.broken,
-            self._settings.reconnect_max_seconds,
-            log,
-            keepalive=lambda: serve(broker),
+        retrying = self._attempts.retrying(
+            lambda: serve(broker),
+            only_if=lambda error: isinstance(error, Unavailable) and not database.broken,
         )
-        retrying(outbox.mark_published, database, taken)
+        retrying(self._mark, database, taken)
+
+    @staticmethod
+    def _mark(database: Connection, taken: list[outbox.PendingEvent]) -> None:
+        with translated():
+            outbox.mark_published(database, taken)

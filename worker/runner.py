@@ -5,11 +5,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from worker import dead_letter_ingester, rules_worker, status_worker
 from worker.config import Settings
-from worker.dead_letter_ingester import DeadLetterIngester
+from worker.kernel.sessions import GaveUp
 from worker.relay import OutboxRelay
-from worker.rules_worker import RulesWorker
-from worker.status_worker import StatusWorker
 
 log = logging.getLogger(__name__)
 
@@ -21,24 +20,30 @@ class Worker(Protocol):
 WorkerFactory = Callable[[Settings, threading.Event], Worker]
 
 WORKERS: dict[str, WorkerFactory] = {
-    StatusWorker.role: StatusWorker,
+    status_worker.ROLE: status_worker.build,
     OutboxRelay.role: OutboxRelay,
-    RulesWorker.role: RulesWorker,
-    DeadLetterIngester.role: DeadLetterIngester,
+    rules_worker.ROLE: rules_worker.build,
+    dead_letter_ingester.ROLE: dead_letter_ingester.build,
 }
 
 
 def run_workers(settings: Settings, names: Sequence[str], stop: threading.Event) -> bool:
     """Run the named workers until `stop` is set; False if one of them failed.
 
-    A worker that dies of an unexpected error stops the others, so the process
-    exits and its supervisor (systemd, docker, k8s) restarts it cleanly.
+    A worker that dies of an unexpected error, or gives up on a fault that
+    does not clear by itself, stops the others, so the process exits non-zero
+    and its supervisor (systemd, docker, k8s) restarts it cleanly. Workers are
+    built here, before any thread starts: an invalid rules file stops start-up.
     """
     failures: list[str] = []
+    workers = {name: WORKERS[name](settings, stop) for name in names}
 
     def guarded(name: str, worker: Worker) -> None:
         try:
             worker.run()
+        except GaveUp as gave_up:
+            log.error("%s; stopping the process", gave_up, extra={"worker": name})
+            failures.append(name)
         except Exception:
             log.exception("worker failed; stopping the process", extra={"worker": name})
             failures.append(name)
@@ -46,10 +51,8 @@ def run_workers(settings: Settings, names: Sequence[str], stop: threading.Event)
             stop.set()
 
     threads = [
-        threading.Thread(
-            target=guarded, args=(name, WORKERS[name](settings, stop)), name=name, daemon=True
-        )
-        for name in names
+        threading.Thread(target=guarded, args=(name, worker), name=name, daemon=True)
+        for name, worker in workers.items()
     ]
     for thread in threads:
         thread.start()

@@ -261,20 +261,43 @@ def test_the_run_command_serves_until_sigterm(
     assert any(entry["message"] == "status worker stopped" for entry in logged)
 
 
-def test_run_refuses_an_unmigrated_database(
-    cli_env: dict[str, str], servers: Any, topology: Topology
-) -> None:
-    env = {**os.environ, **cli_env, "ORDERS_DATABASE_URL": servers.postgres_url}
-    completed = subprocess.run(
-        [sys.executable, "-m", "worker", "run", "status-worker"],
-        env=env,
+def _run_until_it_gives_up(env: dict[str, str], worker: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "run", worker],
+        env={**os.environ, **env, "ORDERS_GIVE_UP_AFTER_SECONDS": "2"},
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_run_says_once_that_the_database_is_unmigrated_then_gives_up(
+    cli_env: dict[str, str], servers: Any, topology: Topology
+) -> None:
+    completed = _run_until_it_gives_up(
+        {**cli_env, "ORDERS_DATABASE_URL": servers.postgres_url}, "status-worker"
+    )
     assert completed.returncode == 1
-    assert "run `order-status migrate` first" in completed.stderr
+    said = [line for line in completed.stderr.splitlines() if "cannot work" in line]
+    assert len(said) == 1, completed.stderr
+    assert "run `order-status migrate` first" in said[0]
+    assert "ORDERS_DATABASE_URL" in said[0]
+    assert "gave up" in completed.stderr
+
+
+def test_run_says_once_that_the_broker_refused_the_login_then_gives_up(
+    cli_env: dict[str, str], topology: Topology
+) -> None:
+    refused = {**cli_env, "ORDERS_AMQP_URL": "amqp://guest:wrong@127.0.0.1:5672/%2F"}
+    completed = _run_until_it_gives_up(refused, "dead-letter-ingester")
+    assert completed.returncode == 1
+    said = [line for line in completed.stderr.splitlines() if "cannot work" in line]
+    assert len(said) == 1, completed.stderr
+    assert "ACCESS_REFUSED" in said[0]
+    assert "ORDERS_AMQP_URL" in said[0]
+    assert "wrong" not in completed.stderr, "the password must not be logged"
+    assert "Traceback" not in completed.stderr.split("gave up")[0]
 
 
 def test_demo_plays_its_scenario(cli: Invoke, topology: Topology) -> None:

@@ -58,7 +58,7 @@ def worker_waits_on_lock(db: Conn, namespace: str) -> bool:
 
 
 def retried(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.getMessage() == "retrying later"]
+    return [r for r in caplog.records if r.getMessage().startswith("message will be tried again")]
 
 
 def test_a_malformed_message_is_stored_with_its_reason_and_the_worker_carries_on(

@@ -203,9 +203,9 @@ def test_a_lock_timeout_is_retried_in_place_without_a_redelivery(
         "SELECT outcome, reason FROM processed_commands WHERE command_id = %s", (change.command_id,)
     ).fetchone() == ("rejected", "version_conflict")
     assert counts(db) == (2, 2, 1)
-    outcomes = [r for r in caplog.records if hasattr(r, "redelivered")]
+    outcomes = [r for r in caplog.records if hasattr(r, "broker_redelivered")]
     assert len(outcomes) == 3, "each command's outcome was logged once"
-    assert not [r for r in outcomes if r.redelivered], "no message came back from the broker"
+    assert not [r for r in outcomes if r.broker_redelivered], "no message came back from the broker"
 
 
 def test_a_batch_that_cannot_commit_is_split_and_only_the_culprit_is_dead_lettered(

@@ -15,12 +15,12 @@ from contracts import Notification, OrderCreated, TaskCreated
 from tests.support.broker import QueueReader, publish_raw, unique_queue_name
 from tests.support.commands import change_status, create_order, order_number
 from tests.support.waiting import eventually
+from worker import rules_worker
 from worker.cli import main
 from worker.config import REPO_EXAMPLE_RULES, Settings
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import publish_command
 from worker.rules.loading import CompiledRule, RuleSet, parse_rules
-from worker.rules_worker import RulesWorker
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 StartWorkers = Any
@@ -516,7 +516,7 @@ def test_an_event_that_cannot_be_judged_is_dead_lettered_and_the_worker_goes_on(
     broken = RuleSet((CompiledRule(rule.spec, rule.condition, templates={}),))
     start_workers("status-worker", "relay")
     stop = threading.Event()
-    worker = RulesWorker(settings, stop, rules=broken)
+    worker = rules_worker.build(settings, stop, rules=broken)
     crashed: list[BaseException] = []
 
     def run() -> None:

@@ -8,14 +8,8 @@ from pydantic import ValidationError
 
 from worker.config import Settings
 from worker.durations import label, parse_duration, parse_ms
-from worker.messaging.retry import (
-    ATTEMPT_HEADER,
-    MAX_ATTEMPTS,
-    Exhausted,
-    WaitInTier,
-    failed_attempts,
-    next_step,
-)
+from worker.kernel.routing import Exhausted, WaitInTier, next_step
+from worker.messaging.failure_headers import ATTEMPT_HEADER, MAX_ATTEMPTS, failed_attempts
 from worker.messaging.topology import RETRY_DELAY_HEADER, RETRY_QUEUE_HEADER, Topology
 
 DEFAULT_MS = (1_000, 5_000, 30_000, 120_000, 600_000)

@@ -1,10 +1,14 @@
 """Opening connections to PostgreSQL, and keeping one alive across failures."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
 from worker.config import Settings
+from worker.db.errors import translated
+from worker.errors import Unavailable
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -53,3 +57,17 @@ class Database:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    @contextmanager
+    def use(self) -> Iterator[Connection]:
+        """The connection, with driver errors raised as the project's own.
+
+        A connection that failed because the server did is dropped, so the
+        next use opens a fresh one (after a failover, to the new primary).
+        """
+        try:
+            with translated():
+                yield self.connection()
+        except Unavailable:
+            self.close()
+            raise

@@ -96,12 +96,13 @@ def translate(error: BaseException) -> OrderStatusError:
             DATABASE_SETTING,
             "the database has no order-status schema; run `order-status migrate` first",
         )
+    named = f"{type(error).__name__}: {text}"
     if is_contention(error):
-        return Contention(text)
+        return Contention(named, kind=type(error).__name__)
     if is_command_fault(error):
-        return Refused(text)
+        return Refused(named)
     lasting = _lasting_setup_fault(error, text)
-    return Misconfigured(DATABASE_SETTING, lasting) if lasting else Unavailable("PostgreSQL", text)
+    return Misconfigured(DATABASE_SETTING, lasting) if lasting else Unavailable("PostgreSQL", named)
 
 
 def _lasting_setup_fault(error: BaseException, text: str) -> str | None:

@@ -8,6 +8,7 @@ from psycopg import errors
 
 from worker.db.connection import Connection
 from worker.domain.workflow import Status, Workflow
+from worker.errors import DATABASE_SETTING, Misconfigured
 
 SELECT_STATUSES = """
 SELECT code, label_en, label_zh, is_initial FROM order_statuses ORDER BY position
@@ -17,8 +18,11 @@ SELECT_TRANSITIONS = "SELECT from_status, to_status FROM order_status_transition
 log = logging.getLogger(__name__)
 
 
-class SchemaMissing(Exception):
+class SchemaMissing(Misconfigured):
     """The database has not been migrated."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(DATABASE_SETTING, detail)
 
 
 def load_workflow(conn: Connection) -> Workflow:

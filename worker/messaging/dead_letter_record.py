@@ -14,16 +14,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.messaging.amqp_json import to_json
-from worker.messaging.dead_letter import (
+from worker.messaging.failure_headers import (
+    ATTEMPT_HEADER,
+    DEAD_LETTERED_AT_HEADER,
     DETAIL_HEADER,
+    FIRST_FAILED_HEADER,
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    failed_attempts,
 )
-from worker.messaging.retry import ATTEMPT_HEADER, FIRST_FAILED_HEADER, failed_attempts
 
-SOURCE_QUEUE_HEADER = "x-source-queue"
-DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
 UNKNOWN_REASON = "unknown"
 MAX_ATTEMPTS = 2**31 - 1
 """The column is an integer; a count sent by a producer is no reason to refuse the row."""

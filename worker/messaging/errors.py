@@ -48,9 +48,17 @@ def _text(error: BaseException) -> str:
 
 
 @contextmanager
-def translated() -> Iterator[None]:
-    """Raise the project's own error type for any broker client error inside the block."""
+def translated(*, timeout_is_failure: bool = False) -> Iterator[None]:
+    """Raise the project's own error type for any broker client error inside the block.
+
+    A read that times out (`TimeoutError`) is how the clients say "nothing
+    arrived", so it passes through unless `timeout_is_failure` (connecting).
+    """
     try:
         yield
+    except TimeoutError as error:
+        if timeout_is_failure:
+            raise Unavailable("RabbitMQ", f"no answer in time: {error}") from error
+        raise
     except DRIVER_ERRORS as error:
         raise translate(error) from error

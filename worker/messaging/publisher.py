@@ -5,11 +5,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from worker.errors import Unavailable
+from worker.messaging.errors import translated
+
 PERSISTENT = 2
 
 
-class PublishFailed(Exception):
+class PublishFailed(Unavailable):
     """The broker did not take what was published; reconnect and try again."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("RabbitMQ", detail)
 
 
 class ConfirmTimeout(PublishFailed):
@@ -34,8 +40,9 @@ class ConfirmedPublisher:
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
-        self._channel = connection.channel()
-        self._channel.confirm_select()
+        with translated():
+            self._channel = connection.channel()
+            self._channel.confirm_select()
         self._channel.events["basic_ack"].add(self._on_ack)
         self._channel.events["basic_nack"].add(self._on_nack)
         self._channel.events["basic_return"].add(self._on_return)
@@ -72,9 +79,10 @@ class ConfirmedPublisher:
             headers=dict(headers or {}),
             properties={k: v for k, v in message_properties.items() if v is not None},
         )
-        self._channel.basic_publish(
-            message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
-        )
+        with translated():
+            self._channel.basic_publish(
+                message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+            )
         tag = self._next_tag
         self._unconfirmed.add(tag)
         self._next_tag += 1
@@ -115,7 +123,8 @@ class ConfirmedPublisher:
                     f"{len(self._unconfirmed)} messages unconfirmed after {timeout}s"
                 )
             try:
-                self._connection.drain_events(timeout=remaining)
+                with translated():
+                    self._connection.drain_events(timeout=remaining)
             except TimeoutError:
                 continue
         if self._returned:
@@ -127,7 +136,7 @@ class ConfirmedPublisher:
 
     def poll(self, timeout: float) -> None:
         """Read what the broker has sent (confirms among it) for up to `timeout` seconds."""
-        with suppress(TimeoutError):
+        with suppress(TimeoutError), translated():
             self._connection.drain_events(timeout=timeout)
 
     def settled_prefix(self, tags: list[int]) -> tuple[int, bool]:

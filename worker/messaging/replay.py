@@ -12,12 +12,12 @@ from typing import Any
 
 from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.amqp_json import from_json
-from worker.messaging.dead_letter import (
+from worker.messaging.decoding import Envelope
+from worker.messaging.failure_headers import (
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     is_failure_path_header,
 )
-from worker.messaging.decoding import Envelope
 from worker.messaging.topology import RETRY_QUEUE_HEADER, Topology
 
 REPLAYED_FROM_HEADER = "x-replayed-from"

@@ -13,6 +13,7 @@ from kombu import Exchange, Queue, binding
 from contracts import COMMANDS, OrderCreated, OrderStatusChanged
 from contracts.catalog import EVENTS_BY_TYPE
 from worker import durations
+from worker.errors import Misconfigured
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -27,8 +28,11 @@ RETRY_DELAY_HEADER = "retry-delay"
 """Names the tier a waiting message is in, e.g. `5s`."""
 
 
-class TopologyMismatch(Exception):
+class TopologyMismatch(Misconfigured):
     """A queue or exchange exists with other arguments than this configuration asks for."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("ORDERS_NAMESPACE, ORDERS_DELIVERY_LIMIT and ORDERS_RETRY_DELAYS", detail)
 
 
 @dataclass(frozen=True)

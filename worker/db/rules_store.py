@@ -144,11 +144,13 @@ def _claim(cur: Cursor[Any], firing: FiringRow) -> bool:
 
 def _write_effects(cur: Cursor[Any], planned: PlannedFiring) -> None:
     """The firing's tasks, its outbox rows in action order, then its `rule_actions` rows."""
-    cur.executemany(INSERT_TASK, [asdict(task) for task in planned.tasks])
+    for task in planned.tasks:
+        cur.execute(INSERT_TASK, asdict(task))
     for row in planned.outbox:
         outbox.enqueue_message(cur, _outbox_message(row))
     key = {"event_id": planned.firing.event_id, "rule_name": planned.firing.rule_name}
-    cur.executemany(INSERT_ACTION, [{**key, **asdict(action)} for action in planned.actions])
+    for action in planned.actions:
+        cur.execute(INSERT_ACTION, {**key, **asdict(action)})
 
 
 def _outbox_message(row: OutboxRow) -> outbox.OutboxMessage:

@@ -130,10 +130,6 @@ class FiringPlan:
 
     firings: tuple[PlannedFiring, ...]
 
-    @property
-    def sends_messages(self) -> bool:
-        return any(firing.outbox for firing in self.firings)
-
 
 def recorded(verdicts: Sequence[Verdict]) -> list[Verdict]:
     """The verdicts that are recorded: those that fired, stopped or failed."""

@@ -57,3 +57,15 @@ def publish_command(
         ) from error
     finally:
         connection.close()
+
+
+class PikaCommandSender:
+    """Sends commands to a namespace's commands exchange (`worker.services.commands`)."""
+
+    def __init__(self, amqp_url: str, topology: Topology) -> None:
+        self._amqp_url = amqp_url
+        self._topology = topology
+
+    def send(self, command: Command, correlation_id: str | None) -> None:
+        """Publish `command` and return once the broker has confirmed it."""
+        publish_command(self._amqp_url, self._topology, command, correlation_id)

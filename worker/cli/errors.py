@@ -38,9 +38,11 @@ class CliError(click.ClickException):
         *,
         option: str | None = None,
         setting: str | None = None,
+        hint: str | None = None,
         as_json: bool = False,
     ) -> None:
         super().__init__(" ".join(message.split()))
+        self.hint = hint
         self.option = option
         self.setting = setting
         self.as_json = as_json
@@ -54,7 +56,8 @@ class CliError(click.ClickException):
                 data["setting"] = self.setting
             click.echo(json_text(data))
             return
-        click.echo(f"Error: {visible(self.message, keep='')}", err=True)
+        hint = f" ({self.hint})" if self.hint else ""
+        click.echo(f"Error: {visible(self.message, keep='')}{hint}", err=True)
 
 
 class UsageFailure(CliError):
@@ -111,11 +114,9 @@ def _usage_error(error: click.UsageError) -> CliError:
         if error.param is not None and hint is None:
             hint = error.param.opts[0] if error.param.opts else error.param.name
         option = None if hint is None else str(hint).strip("'\"")
-    message = error.format_message()
     command = error.ctx.command_path if error.ctx is not None else None
-    if command:
-        message += f" (see '{command} --help')"
-    return UsageFailure(message, option=option)
+    hint = f"see '{command} --help'" if command else None
+    return UsageFailure(error.format_message(), option=option, hint=hint)
 
 
 FAILURES = (

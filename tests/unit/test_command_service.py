@@ -8,8 +8,8 @@ from contracts import Command, CommandOutcome
 from tests.support.commands import change_status, create_order
 from tests.unit.fakes import FakeInbox, FakeSender
 from worker.errors import Unavailable
-from worker.services.commands import ACCEPTED, CommandEffects, publish_command
-from worker.services.errors import CommandIdReused
+from worker.services.commands import ACCEPTED, CommandEffects, command_outcome, publish_command
+from worker.services.errors import CommandIdReused, NotFound
 
 
 def worker_that(inbox: FakeInbox, outcome: CommandOutcome, reason: str | None = None) -> FakeSender:
@@ -115,3 +115,12 @@ def test_no_outcome_in_time_is_accepted_and_timed_out() -> None:
 
     assert (result.outcome, result.timed_out) == (ACCEPTED, True)
     assert inbox.reads == 1 + 3, "one check before sending, then a poll a tick to the deadline"
+
+
+def test_a_command_outcome_is_read_from_the_inbox_or_not_found() -> None:
+    inbox = FakeInbox()
+    command = create_order()
+    with pytest.raises(NotFound):
+        command_outcome(inbox, command.command_id)
+    inbox.record(command, CommandOutcome.APPLIED)
+    assert command_outcome(inbox, command.command_id).outcome == CommandOutcome.APPLIED

@@ -1,20 +1,20 @@
 """Commands for reading state: orders list/show, commands show, statuses."""
 
-import sys
 from datetime import date, datetime
 from uuid import UUID
 
 import click
 from rich.table import Table
 
-from worker.cli.output import ExitCode, console, print_json, table
+from worker.cli.output import console, print_json, table
 from worker.config import Settings
-from worker.db.connection import Connection, connect
+from worker.db.command_store import PostgresCommandInbox
+from worker.db.connection import Connection, Database, connect
 from worker.db.order_store import PostgresOrders
-from worker.db.reads import get_command
 from worker.db.workflow_store import load_workflow
 from worker.domain.workflow import Workflow
 from worker.rules.facts import FACT_NAMES
+from worker.services.commands import command_outcome
 from worker.services.orders import (
     MAX_PAGE,
     OrderFilter,
@@ -277,11 +277,11 @@ def commands() -> None:
 @click.pass_obj
 def show_command(settings: Settings, *, command_id: UUID, as_json: bool) -> None:
     """Show a command's outcome and reason."""
-    with _open(settings) as conn:
-        record = get_command(conn, command_id)
-    if record is None:
-        click.echo(f"no command {command_id} has been processed", err=True)
-        sys.exit(ExitCode.NOT_FOUND)
+    database = Database(settings, "cli", autocommit=True)
+    try:
+        record = command_outcome(PostgresCommandInbox(database), command_id)
+    finally:
+        database.close()
     if as_json:
         print_json(record)
         return

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from contracts import Command, CommandOutcome
 from worker.domain.fingerprints import fingerprint
-from worker.services.errors import CommandIdReused
+from worker.services.errors import CommandIdReused, NotFound
 from worker.views import CommandRecord
 
 ACCEPTED = "accepted"
@@ -119,6 +119,14 @@ def publish_command(
         if clock() >= deadline:
             return PublishResult(command.command_id, ACCEPTED, timed_out=True)
         sleep(poll_seconds)
+
+
+def command_outcome(inbox: CommandInbox, command_id: UUID) -> CommandRecord:
+    """What became of a command, from the inbox; NotFound if it has not been processed (yet)."""
+    record = inbox.outcome(command_id)
+    if record is None:
+        raise NotFound(f"no command {command_id} has been processed")
+    return record
 
 
 def _already_seen(inbox: CommandInbox, command: Command) -> SeenCommand | None:

@@ -43,6 +43,8 @@ def test_the_documented_commands_exist() -> None:
         ("rules", "check"),
         ("rules", "test"),
         ("tasks", "list"),
+        ("tasks", "done"),
+        ("teardown",),
     }
 
 

@@ -18,7 +18,7 @@ from worker.db.command_store import PostgresCommandInbox
 from worker.db.connection import Database
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import PikaCommandSender
-from worker.services.commands import PublishResult, publish_command
+from worker.services.commands import ACCEPTED, PublishResult, publish_command
 
 
 @click.group()
@@ -200,7 +200,9 @@ def _send(
         database.close()
     if not wait:
         if as_json:
-            print_json({"command_id": str(command.command_id), "published": True})
+            print_json(
+                {"command_id": str(command.command_id), "published": True, "outcome": ACCEPTED}
+            )
         else:
             click.echo(f"published {type(command).__name__} {command.command_id}")
         return

@@ -10,6 +10,7 @@ import pika
 import pika.exceptions
 
 from contracts import COMMANDS_BY_TYPE, Command
+from worker.messaging.errors import translated
 from worker.messaging.topology import Topology
 
 NOT_FOUND = 404
@@ -67,5 +68,9 @@ class PikaCommandSender:
         self._topology = topology
 
     def send(self, command: Command, correlation_id: str | None) -> None:
-        """Publish `command` and return once the broker has confirmed it."""
-        publish_command(self._amqp_url, self._topology, command, correlation_id)
+        """Publish `command` and return once the broker has confirmed it.
+
+        Broker client errors arrive as `Unavailable` or `Misconfigured`.
+        """
+        with translated():
+            publish_command(self._amqp_url, self._topology, command, correlation_id)

@@ -185,3 +185,35 @@ def test_teardown_removes_the_namespace_and_with_database_its_database(
     again = cli("teardown", "--yes")
     assert again.exit_code == 0, again.output
     assert "deleted 0 queues" in again.output
+
+
+def test_an_unknown_status_filter_names_the_option_and_the_known_statuses(cli: Invoke) -> None:
+    result = cli("orders", "list", "--status", "shipped")
+    assert result.exit_code == 2
+    assert "Invalid value for '--status': 'shipped' is not a status; known: pending" in (
+        result.output
+    )
+
+
+def test_publish_and_wait_reports_the_version_and_event_it_wrote(
+    cli: Invoke, topology: Topology, start_workers: Callable[..., Any]
+) -> None:
+    start_workers("status-worker")
+    created = cli(
+        *("publish", "create-order", "SO-WAITED", "--customer-id", "C", "--customer-name", "N"),
+        *("--amount", "10", "--wait", "--json"),
+    )
+    refused = cli(
+        *("publish", "change-status", "SO-WAITED", "--to", "completed", "--actor", "a"),
+        *("--wait", "--json"),
+    )
+
+    assert created.exit_code == 0, created.output
+    outcome = json.loads(created.output)
+    assert (outcome["outcome"], outcome["version"]) == ("applied", 1)
+    assert UUID(outcome["event_id"])
+    assert refused.exit_code == 3, refused.output
+    rejection = json.loads(refused.output)
+    assert (rejection["outcome"], rejection["reason"]) == ("rejected", "invalid_transition")
+    assert rejection["version"] is None
+    assert UUID(rejection["event_id"]), "a rejection is announced as an event too"

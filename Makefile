@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CLI    := $(BIN)/order-status
 
-.PHONY: install run test check lint typecheck pytest demo bench schemas format clean
+.PHONY: install servers run test check lint typecheck pytest demo bench schemas format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## Create .venv and install the project with its dev tools
 
-run: install  ## Migrate, declare the topology and run every worker (Ctrl-C stops)
+servers:  ## Start PostgreSQL and RabbitMQ if they are not listening (or say what is missing)
+	.ci/servers
+
+run: install servers  ## Migrate, declare the topology and run every worker (Ctrl-C stops)
 	$(CLI) migrate
 	$(CLI) declare
 	$(CLI) run all

@@ -85,15 +85,6 @@ class RuleFiringView(View):
     actions: tuple[RuleActionView, ...] = ()
 
 
-class OrderDetail(OrderSummary):
-    """An order with its lines and its whole history, oldest change first."""
-
-    lines: tuple[OrderLine, ...]
-    history: tuple[HistoryEntry, ...]
-    rule_firings: tuple[RuleFiringView, ...] = ()
-    tasks: tuple[TaskView, ...] = ()
-
-
 class CommandRecord(View):
     """What became of a command, from the inbox."""
 
@@ -107,3 +98,19 @@ class CommandRecord(View):
     processed_at: datetime
     deliveries: int
     last_seen_at: datetime
+
+
+class OrderDetail(OrderSummary):
+    """An order with its lines and its whole history, oldest change first.
+
+    `next_statuses` are the moves the workflow allows from its status now;
+    `commands` are every command the inbox recorded for it, rejected ones
+    included, oldest first.
+    """
+
+    lines: tuple[OrderLine, ...]
+    history: tuple[HistoryEntry, ...]
+    rule_firings: tuple[RuleFiringView, ...] = ()
+    tasks: tuple[TaskView, ...] = ()
+    next_statuses: tuple[str, ...] = ()
+    commands: tuple[CommandRecord, ...] = ()

@@ -43,6 +43,8 @@ def test_the_documented_commands_exist() -> None:
         ("rules", "check"),
         ("rules", "test"),
         ("tasks", "list"),
+        ("tasks", "done"),
+        ("teardown",),
     }
 
 
@@ -71,7 +73,7 @@ def test_invalid_configuration_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["statuses"], env={"ORDERS_NAMESPACE": "Not Valid"})
     assert result.exit_code == 2
     assert "invalid configuration" in result.output
-    assert "namespace" in result.output
+    assert "ORDERS_NAMESPACE" in result.output
 
 
 def test_a_malformed_order_line_is_refused() -> None:

@@ -3,43 +3,44 @@
 from typing import Any
 
 import click
-import kombu.exceptions
-import pika.exceptions
-import psycopg
 from pydantic import ValidationError
 
 from worker.cli.bench import bench
 from worker.cli.demo import demo
 from worker.cli.dlq import dlq
+from worker.cli.errors import cli_error, settings_error
 from worker.cli.inspection import commands, orders, statuses
 from worker.cli.publishing import publish
 from worker.cli.rules import rules
 from worker.cli.service import declare, migrate, run
 from worker.cli.tasks import tasks
+from worker.cli.teardown import teardown
 from worker.config import Settings
-from worker.db.migrate import MigrationsMissing
-from worker.db.workflow_store import SchemaMissing
-from worker.messaging.topology import TopologyMismatch
-from worker.rules.loading import RuleFileInvalid
+
+JSON_FLAG = "--json"
 
 
 class OrderStatusCli(click.Group):
-    """Turns the failures an operator can fix into one clear line instead of a traceback."""
+    """Turns the failures an operator can fix into one clear line instead of a traceback.
+
+    See `worker.cli.errors`: the exit code follows the project's error type, and
+    with `--json` on the command line the error is a JSON object on stdout.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["as_json"] = JSON_FLAG in args
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except psycopg.OperationalError as error:
-            raise click.ClickException(f"cannot use PostgreSQL: {error}".strip()) from error
-        except (
-            pika.exceptions.AMQPConnectionError,
-            kombu.exceptions.OperationalError,
-            ConnectionError,
-            TimeoutError,
-        ) as error:
-            raise click.ClickException(f"cannot reach RabbitMQ: {error!r}") from error
-        except (SchemaMissing, MigrationsMissing, TopologyMismatch, RuleFileInvalid) as error:
-            raise click.ClickException(str(error)) from error
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            shown = cli_error(error, as_json=bool(ctx.meta.get("as_json")))
+            if shown is None:
+                raise
+            raise shown from error
 
 
 @click.group(cls=OrderStatusCli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +55,7 @@ def main(ctx: click.Context) -> None:
     try:
         ctx.obj = Settings()
     except ValidationError as error:
-        raise click.UsageError(f"invalid configuration in the environment:\n{error}") from error
+        raise settings_error(error, as_json=bool(ctx.meta.get("as_json"))) from error
 
 
 for command in (
@@ -70,5 +71,6 @@ for command in (
     tasks,
     bench,
     dlq,
+    teardown,
 ):
     main.add_command(command)

@@ -1,19 +1,29 @@
 """Commands for reading state: orders list/show, commands show, statuses."""
 
-import sys
 from datetime import date, datetime
 from uuid import UUID
 
 import click
+from rich.table import Table
 
-from worker.cli.output import ExitCode, console, print_json, table
+from worker.cli.output import console, print_json, table
 from worker.config import Settings
-from worker.db.connection import Connection, connect
-from worker.db.reads import OrderFilter, get_command, get_order, list_orders
-from worker.db.rules_reads import firings_for_order, list_tasks
+from worker.db.command_store import PostgresCommandInbox
+from worker.db.connection import Connection, Database, connect
+from worker.db.order_store import PostgresOrders
 from worker.db.workflow_store import load_workflow
 from worker.domain.workflow import Workflow
 from worker.rules.facts import FACT_NAMES
+from worker.services.commands import command_outcome
+from worker.services.orders import (
+    MAX_PAGE,
+    OrderFilter,
+    OrderListQuery,
+    OrderPage,
+    OrderSort,
+    list_orders,
+    show_order,
+)
 from worker.views import OrderDetail
 
 DATE = click.DateTime(["%Y-%m-%d"])
@@ -37,13 +47,25 @@ def orders() -> None:
     """List and show orders."""
 
 
+SORTS = [sort.value for sort in OrderSort]
+
+
 @orders.command("list")
 @click.option("--status", help="Only orders in this status.")
 @click.option("--customer", help="Customer name contains TEXT, or customer id is TEXT.")
+@click.option("--customer-type", help="Only customers of this type, e.g. enterprise.")
 @click.option("--number", help="Order number contains TEXT.")
 @click.option("--since", type=DATE, help="Order date on or after (YYYY-MM-DD).")
 @click.option("--until", type=DATE, help="Order date on or before (YYYY-MM-DD).")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option(
+    "--sort",
+    type=click.Choice([*SORTS, *(f"-{sort}" for sort in SORTS)]),
+    default="-date",
+    show_default=True,
+    help="number, date, created, updated or amount; a leading - sorts descending.",
+)
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
+@click.option("--after", help="Start after this cursor (the `next` of the page before).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def list_command(
@@ -51,32 +73,49 @@ def list_command(
     *,
     status: str | None,
     customer: str | None,
+    customer_type: str | None,
     number: str | None,
     since: datetime | None,
     until: datetime | None,
+    sort: str,
     limit: int,
+    after: str | None,
     as_json: bool,
 ) -> None:
-    """List orders, newest order date first."""
-    order_filter = OrderFilter(
-        status=status,
-        customer=customer,
-        number=number,
-        since=_day(since),
-        until=_day(until),
+    """List orders, newest order date first unless --sort says otherwise."""
+    query = OrderListQuery(
+        filter=OrderFilter(
+            status=status,
+            customer=customer,
+            number=number,
+            customer_type=customer_type,
+            since=_day(since),
+            until=_day(until),
+        ),
+        sort=OrderSort(sort.lstrip("-")),
+        descending=sort.startswith("-"),
         limit=limit,
+        after=after,
     )
     with _open(settings) as conn:
-        workflow = load_workflow(conn)
-        if status is not None and not workflow.knows(status):
-            known = ", ".join(s.code for s in workflow.statuses)
-            raise click.BadParameter(
-                f"{status!r} is not a status; known: {known}", param_hint="--status"
-            )
-        found = list_orders(conn, order_filter)
+        store = PostgresOrders(conn)
+        page = list_orders(store, query)
+        workflow = store.workflow()
     if as_json:
-        print_json(found)
+        print_json(
+            {
+                "items": [order.model_dump(mode="json") for order in page.items],
+                "total": page.total,
+                "next": page.next,
+            }
+        )
         return
+    console().print(_orders_table(page, workflow))
+    if page.next is not None:
+        click.echo(f"more: --after {page.next}")
+
+
+def _orders_table(page: OrderPage, workflow: Workflow) -> Table:
     rows = [
         (
             order.order_number,
@@ -87,10 +126,16 @@ def list_command(
             order.order_date,
             _when(order.updated_at),
         )
-        for order in found
+        for order in page.items
     ]
     columns = ("order", "status", "version", "amount", "customer", "date", "updated")
-    console().print(table(f"{len(found)} orders", columns, rows))
+    shown = f"{len(page.items)} of {page.total} orders"
+    result = table(shown, columns, rows)
+    # An order number is a key people copy: never cut it, however narrow the terminal.
+    result.columns[0].no_wrap = True
+    result.columns[0].overflow = "fold"
+    result.columns[0].min_width = max((len(o.order_number) for o in page.items), default=5)
+    return result
 
 
 def _day(moment: datetime | None) -> date | None:
@@ -101,21 +146,12 @@ def _day(moment: datetime | None) -> date | None:
 @click.argument("order_number")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def show_order(settings: Settings, *, order_number: str, as_json: bool) -> None:
-    """Show an order, its lines, its status history and what automation rules did."""
+def show_order_command(settings: Settings, *, order_number: str, as_json: bool) -> None:
+    """Show an order: lines, history, rule firings, tasks, next statuses and its commands."""
     with _open(settings) as conn:
-        order = get_order(conn, order_number)
-        workflow = load_workflow(conn)
-        if order is not None:
-            order = order.model_copy(
-                update={
-                    "rule_firings": tuple(firings_for_order(conn, order_number)),
-                    "tasks": tuple(list_tasks(conn, order_number)),
-                }
-            )
-    if order is None:
-        click.echo(f"no order {order_number}", err=True)
-        sys.exit(ExitCode.NOT_FOUND)
+        store = PostgresOrders(conn)
+        order = show_order(store, order_number)
+        workflow = store.workflow()
     if as_json:
         print_json(order)
         return
@@ -128,6 +164,7 @@ def show_order(settings: Settings, *, order_number: str, as_json: bool) -> None:
         ("order date", order.order_date),
         ("created", _when(order.created_at)),
         ("updated", _when(order.updated_at)),
+        ("may move to", ", ".join(order.next_statuses) or None),
     ]
     out.print(table(f"order {order.order_number}", ("field", "value"), fields))
     if order.lines:
@@ -171,10 +208,31 @@ def show_order(settings: Settings, *, order_number: str, as_json: bool) -> None:
                 _when(t.due_at),
                 "done" if t.completed_at else "open",
                 t.rule_name,
+                t.task_id,
             )
             for t in order.tasks
         ]
-        out.print(table("tasks", ("title", "assignee", "due", "state", "rule"), tasks))
+        out.print(table("tasks", ("title", "assignee", "due", "state", "rule", "task id"), tasks))
+    _print_commands(order)
+
+
+def _print_commands(order: OrderDetail) -> None:
+    """Every command recorded for the order; a rejected one with its reason and detail."""
+    rows = [
+        (
+            _when(command.processed_at),
+            command.command_type,
+            command.outcome.value,
+            f"{command.reason}: {command.detail}" if command.reason else None,
+            command.deliveries,
+            command.command_id,
+        )
+        for command in order.commands
+    ]
+    rejected = sum(1 for command in order.commands if command.reason)
+    title = f"commands ({rejected} rejected)"
+    columns = ("processed", "type", "outcome", "why rejected", "deliveries", "command id")
+    console().print(table(title, columns, rows))
 
 
 def _firing_rows(order: OrderDetail) -> list[tuple[object, ...]]:
@@ -219,11 +277,11 @@ def commands() -> None:
 @click.pass_obj
 def show_command(settings: Settings, *, command_id: UUID, as_json: bool) -> None:
     """Show a command's outcome and reason."""
-    with _open(settings) as conn:
-        record = get_command(conn, command_id)
-    if record is None:
-        click.echo(f"no command {command_id} has been processed", err=True)
-        sys.exit(ExitCode.NOT_FOUND)
+    database = Database(settings, "cli", autocommit=True)
+    try:
+        record = command_outcome(PostgresCommandInbox(database), command_id)
+    finally:
+        database.close()
     if as_json:
         print_json(record)
         return

@@ -3,22 +3,22 @@
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import click
 from pydantic import ValidationError
 
-from contracts import ChangeOrderStatus, Command, CommandOutcome, CreateOrder, Customer, OrderLine
+from contracts import ChangeOrderStatus, Command, CreateOrder, Customer
+from worker.cli.options import DECIMAL_AMOUNT, contract_error, parse_line
 from worker.cli.output import ExitCode, print_json
 from worker.config import Settings
-from worker.db.connection import Connection, connect
-from worker.db.reads import SeenCommand, seen_command, wait_for_outcome
-from worker.domain.fingerprints import fingerprint
+from worker.db.command_store import PostgresCommandInbox
+from worker.db.connection import Database
 from worker.messaging.topology import Topology
-from worker.messaging.upstream import CommandNotRouted, publish_command
-from worker.views import CommandRecord
+from worker.messaging.upstream import PikaCommandSender
+from worker.services.commands import ACCEPTED, PublishResult, publish_command
 
 
 @click.group()
@@ -26,16 +26,27 @@ def publish() -> None:
     """Publish a command to the commands exchange (with pika, JSON, confirms)."""
 
 
-def _parse_line(text: str) -> OrderLine:
-    """`SKU,QUANTITY,UNIT_PRICE,NAME`; the name may itself contain commas."""
-    parts = text.split(",", 3)
-    if len(parts) != 4:
-        raise click.BadParameter(f"{text!r}: expected SKU,QUANTITY,UNIT_PRICE,NAME")
-    sku, quantity, unit_price, name = (part.strip() for part in parts)
-    try:
-        return OrderLine(sku=sku, name=name, quantity=int(quantity), unit_price=Decimal(unit_price))
-    except (ValueError, InvalidOperation, ValidationError) as error:
-        raise click.BadParameter(f"{text!r}: {error}") from error
+CREATE_ORDER_OPTIONS = {
+    "order_number": "ORDER_NUMBER",
+    "customer.id": "--customer-id",
+    "customer.name": "--customer-name",
+    "customer.type": "--customer-type",
+    "amount": "--amount",
+    "currency": "--currency",
+    "order_date": "--date",
+    "lines": "--line",
+    "actor": "--actor",
+    "command_id": "--command-id",
+}
+CHANGE_STATUS_OPTIONS = {
+    "order_number": "ORDER_NUMBER",
+    "to_status": "--to",
+    "expected_status": "--expect-status",
+    "expected_version": "--expect-version",
+    "actor": "--actor",
+    "reason": "--reason",
+    "command_id": "--command-id",
+}
 
 
 wait_options = [
@@ -62,7 +73,7 @@ def with_wait_options(function: F) -> F:
 @click.option("--customer-id", required=True)
 @click.option("--customer-name", required=True)
 @click.option("--customer-type", default="standard", show_default=True)
-@click.option("--amount", required=True, help="Decimal, e.g. 20000.00")
+@click.option("--amount", type=DECIMAL_AMOUNT, required=True, help="Decimal, e.g. 20000.00")
 @click.option("--currency", default="CNY", show_default=True)
 @click.option(
     "--date", "order_date", type=click.DateTime(["%Y-%m-%d"]), help="Default: today (YYYY-MM-DD)."
@@ -78,7 +89,7 @@ def create_order(
     customer_id: str,
     customer_name: str,
     customer_type: str,
-    amount: str,
+    amount: Decimal,
     currency: str,
     order_date: datetime | None,
     lines: tuple[str, ...],
@@ -96,14 +107,14 @@ def create_order(
             command_id=command_id or uuid4(),
             order_number=order_number,
             customer=Customer(id=customer_id, name=customer_name, type=customer_type),
-            amount=Decimal(amount),
+            amount=amount,
             currency=currency,
             order_date=day,
-            lines=tuple(_parse_line(line) for line in lines),
+            lines=tuple(parse_line(line) for line in lines),
             actor=actor,
         )
-    except (ValidationError, InvalidOperation) as error:
-        raise click.UsageError(str(error)) from error
+    except ValidationError as error:
+        raise contract_error(error, CREATE_ORDER_OPTIONS) from error
     _send(
         settings,
         command,
@@ -151,7 +162,7 @@ def change_status(
             reason=reason,
         )
     except ValidationError as error:
-        raise click.UsageError(str(error)) from error
+        raise contract_error(error, CHANGE_STATUS_OPTIONS) from error
     _send(
         settings,
         command,
@@ -173,65 +184,49 @@ def _send(
     as_json: bool,
     reused_id_possible: bool,
 ) -> None:
-    topology = Topology.for_settings(settings)
+    sender = PikaCommandSender(settings.amqp_url, Topology.for_settings(settings))
+    database = Database(settings, "cli", autocommit=True)
+    try:
+        result = publish_command(
+            command,
+            inbox=PostgresCommandInbox(database),
+            sender=sender,
+            correlation_id=correlation_id,
+            wait=wait,
+            timeout=timeout,
+            id_may_be_reused=reused_id_possible,
+        )
+    finally:
+        database.close()
     if not wait:
-        # A random id is new; an id given on the command line may have been used.
-        if reused_id_possible:
-            with connect(settings, "cli", autocommit=True) as conn:
-                _already_seen(conn, command)
-        _publish(settings, topology, command, correlation_id)
         if as_json:
-            print_json({"command_id": str(command.command_id), "published": True})
+            print_json(
+                {"command_id": str(command.command_id), "published": True, "outcome": ACCEPTED}
+            )
         else:
             click.echo(f"published {type(command).__name__} {command.command_id}")
         return
-    # Connect before publishing: a database the CLI cannot reach must not leave a
-    # published command behind that the caller does not know of and may send again.
-    with connect(settings, "cli", autocommit=True) as conn:
-        seen = _already_seen(conn, command) if reused_id_possible else None
-        _publish(settings, topology, command, correlation_id)
-        deliveries_before = seen.deliveries if seen else 0
-        record = wait_for_outcome(
-            conn, command.command_id, timeout, min_deliveries=deliveries_before + 1
-        )
-    if record is None:
+    if result.timed_out:
         click.echo(f"no outcome for {command.command_id} after {timeout}s", err=True)
         sys.exit(ExitCode.TIMED_OUT)
-    _report(record, repeated=seen is not None, as_json=as_json)
-    if record.outcome == CommandOutcome.REJECTED:
+    _report(result, as_json=as_json)
+    if result.rejected:
         sys.exit(ExitCode.REJECTED)
 
 
-def _publish(
-    settings: Settings, topology: Topology, command: Command, correlation_id: str | None
-) -> None:
-    try:
-        publish_command(settings.amqp_url, topology, command, correlation_id)
-    except CommandNotRouted as error:
-        raise click.ClickException(str(error)) from error
-
-
-def _report(record: CommandRecord, *, repeated: bool, as_json: bool) -> None:
+def _report(result: PublishResult, *, as_json: bool) -> None:
     """Print what became of this delivery: a repeated id is a `duplicate` of its first outcome."""
     if as_json:
-        data = record.model_dump(mode="json")
-        if repeated:
-            data["recorded_outcome"] = data["outcome"]
-            data["outcome"] = CommandOutcome.DUPLICATE.value
+        data = result.record.model_dump(mode="json") if result.record else {}
+        data["outcome"] = result.outcome
+        if result.recorded_outcome is not None:
+            data["recorded_outcome"] = result.recorded_outcome.value
+        data["version"] = result.version
+        data["event_id"] = None if result.event_id is None else str(result.event_id)
         print_json(data)
         return
-    again = "duplicate delivery, nothing changed; recorded outcome: " if repeated else ""
-    reason = f" ({record.reason}: {record.detail})" if record.reason else ""
-    click.echo(f"{again}{record.outcome.value}{reason} command_id={record.command_id}")
-
-
-def _already_seen(conn: Connection, command: Command) -> SeenCommand | None:
-    """What the inbox knows of this command id; refuse to reuse it for other content."""
-    seen = seen_command(conn, command.command_id)
-    if seen is not None and seen.fingerprint != fingerprint(command):
-        raise click.ClickException(
-            f"command id {command.command_id} was already used for a command with other "
-            "content; the worker would dead-letter this one as command_id_reused. "
-            "Use a new --command-id."
-        )
-    return seen
+    recorded = result.recorded_outcome
+    again = "duplicate delivery, nothing changed; recorded outcome: " if recorded else ""
+    outcome = recorded.value if recorded else result.outcome
+    reason = f" ({result.reason}: {result.detail})" if result.reason else ""
+    click.echo(f"{again}{outcome}{reason} command_id={result.command_id}")

@@ -18,6 +18,7 @@ from yoyo import get_backend, read_migrations
 log = logging.getLogger(__name__)
 
 DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %(name)s"
+DROP_DATABASE = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 
 
 class MigrationsMissing(Exception):
@@ -74,6 +75,22 @@ def create_database_if_missing(database_url: str) -> bool:
             return False  # another starter created it first
     log.info("created database", extra={"database": name})
     return True
+
+
+def drop_database(database_url: str) -> bool:
+    """Drop the database the URL names, ending its sessions; True if it existed.
+
+    Connects to the `postgres` maintenance database, as creating it does.
+    """
+    name = str(conninfo_to_dict(database_url).get("dbname") or "")
+    if not name:
+        raise ValueError(f"the database URL names no database: {database_url!r}")
+    maintenance = make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
+        existed = conn.execute(DATABASE_EXISTS, {"name": name}).fetchone() is not None
+        conn.execute(sql.SQL(DROP_DATABASE).format(sql.Identifier(name)))
+    log.info("dropped database", extra={"database": name})
+    return existed
 
 
 def pending_migrations(database_url: str, migrations_dir: Path) -> list[str]:

@@ -1,8 +1,7 @@
-"""Queries behind the CLI: order lists and details, command outcomes."""
+"""Reads of an order with its lines and history, and of command outcomes in the inbox."""
 
 import time
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -10,25 +9,11 @@ from psycopg.rows import dict_row
 
 from contracts import Customer, OrderLine
 from worker.db.connection import Connection
-from worker.views import CommandRecord, HistoryEntry, OrderDetail, OrderSummary
+from worker.views import CommandRecord, HistoryEntry, OrderDetail
 
 ORDER_COLUMNS = """
 order_number, status, version, amount, currency, customer_id, customer_name, customer_type,
 order_date, created_at, updated_at
-"""
-
-LIST_ORDERS = f"""
-SELECT {ORDER_COLUMNS}
-FROM orders
-WHERE (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(customer)s::text IS NULL
-       OR lower(customer_name) LIKE %(customer)s ESCAPE '\\'
-       OR customer_id = %(customer_exact)s)
-  AND (%(number)s::text IS NULL OR lower(order_number) LIKE %(number)s ESCAPE '\\')
-  AND (%(since)s::date IS NULL OR order_date >= %(since)s)
-  AND (%(until)s::date IS NULL OR order_date <= %(until)s)
-ORDER BY order_date DESC, order_number
-LIMIT %(limit)s
 """
 
 GET_ORDER = f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_number = %(order_number)s"
@@ -65,27 +50,8 @@ class SeenCommand:
     deliveries: int
 
 
-@dataclass(frozen=True)
-class OrderFilter:
-    """The filters of a CRM order list; None means "any"."""
-
-    status: str | None = None
-    customer: str | None = None
-    number: str | None = None
-    since: date | None = None
-    until: date | None = None
-    limit: int = 50
-
-
-def _contains(text: str | None) -> str | None:
-    """A case-insensitive LIKE pattern matching `text` anywhere, wildcards escaped."""
-    if text is None:
-        return None
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _summary(row: dict[str, Any]) -> dict[str, Any]:
+def order_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an OrderSummary from an orders row (the customer as one object)."""
     fields = dict(row)
     fields["customer"] = Customer(
         id=fields.pop("customer_id"),
@@ -93,22 +59,6 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         type=fields.pop("customer_type"),
     )
     return fields
-
-
-def list_orders(conn: Connection, order_filter: OrderFilter) -> list[OrderSummary]:
-    """Orders matching every given filter, newest order date first."""
-    params = {
-        "status": order_filter.status,
-        "customer": _contains(order_filter.customer),
-        "customer_exact": order_filter.customer,
-        "number": _contains(order_filter.number),
-        "since": order_filter.since,
-        "until": order_filter.until,
-        "limit": order_filter.limit,
-    }
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(LIST_ORDERS, params).fetchall()
-    return [OrderSummary(**_summary(row)) for row in rows]
 
 
 def get_order(conn: Connection, order_number: str) -> OrderDetail | None:
@@ -120,7 +70,7 @@ def get_order(conn: Connection, order_number: str) -> OrderDetail | None:
             return None
         lines = [OrderLine(**line) for line in cur.execute(GET_LINES, key).fetchall()]
         history = [HistoryEntry(**entry) for entry in cur.execute(GET_HISTORY, key).fetchall()]
-    return OrderDetail(**_summary(row), lines=tuple(lines), history=tuple(history))
+    return OrderDetail(**order_summary(row), lines=tuple(lines), history=tuple(history))
 
 
 def get_command(conn: Connection, command_id: UUID) -> CommandRecord | None:

@@ -10,6 +10,7 @@ import pika
 import pika.exceptions
 
 from contracts import COMMANDS_BY_TYPE, Command
+from worker.messaging.errors import translated
 from worker.messaging.topology import Topology
 
 NOT_FOUND = 404
@@ -57,3 +58,19 @@ def publish_command(
         ) from error
     finally:
         connection.close()
+
+
+class PikaCommandSender:
+    """Sends commands to a namespace's commands exchange (`worker.services.commands`)."""
+
+    def __init__(self, amqp_url: str, topology: Topology) -> None:
+        self._amqp_url = amqp_url
+        self._topology = topology
+
+    def send(self, command: Command, correlation_id: str | None) -> None:
+        """Publish `command` and return once the broker has confirmed it.
+
+        Broker client errors arrive as `Unavailable` or `Misconfigured`.
+        """
+        with translated():
+            publish_command(self._amqp_url, self._topology, command, correlation_id)

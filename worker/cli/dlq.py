@@ -8,9 +8,12 @@ entries with who and when; nothing is deleted. Replaying is in `dlq_replay.py`.
 import getpass
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import click
+from rich.table import Table
+from rich.text import Text
 
 from worker.cli.dlq_common import STATES, Duration, Moment, one_selector, open_store, when
 from worker.cli.dlq_replay import replay
@@ -22,8 +25,8 @@ from worker.services.dead_letters import DeadLetterFilter, PurgeRequest
 
 SHOWN_BODY_CHARACTERS = 4000
 """`dlq show` prints this much of a body unless `--full`."""
-SHOWN_DETAIL_CHARACTERS = 60
-"""`dlq list` shortens the error detail to this; `--json` keeps all of it."""
+SHOWN_DETAIL_CHARACTERS = 80
+"""`dlq list` shortens the error detail to at most this, less to fit; `--json` keeps all of it."""
 
 
 @click.group()
@@ -96,7 +99,6 @@ def list_command(
             e.reason,
             shortened(e.detail, SHOWN_DETAIL_CHARACTERS),
             e.source_queue,
-            e.routing_key,
             e.order_number,
             e.message_id,
             e.attempts,
@@ -104,8 +106,30 @@ def list_command(
         )
         for e in found
     ]
-    columns = ("id", "state", "reason", "detail", "queue", "routing key", "order", "message id")
-    console().print(table(f"{len(found)} dead letters", (*columns, "tries", "last failed"), rows))
+    console().print(_listing(f"{len(found)} dead letters", rows))
+
+
+LIST_COLUMNS = (
+    "id", "state", "reason", "detail", "queue", "order", "message id", "tries", "last failed"
+)  # fmt: skip
+"""The routing key is left to `show`: the queue and reason say more, and the detail needs room."""
+
+
+def _listing(title: str, rows: Sequence[Sequence[object]]) -> Table:
+    """One line per entry: the detail, the widest column, gives way first, cut with an ellipsis.
+
+    Rich narrows the widest columns first when the table does not fit; the
+    detail's cells never wrap, so each entry keeps one line.
+    """
+    listing = Table(title=Text(visible(title)), title_justify="left")
+    for column in LIST_COLUMNS:
+        listing.add_column(Text(column))
+    detail = LIST_COLUMNS.index("detail")
+    for row in rows:
+        cells = [Text("-" if cell is None else visible(str(cell))) for cell in row]
+        cells[detail].no_wrap, cells[detail].overflow = True, "ellipsis"
+        listing.add_row(*cells)
+    return listing
 
 
 @dlq.command()

@@ -44,6 +44,8 @@ class DeadLetterDetail(DeadLetterSummary):
     replayed_by: str | None
     purged_at: datetime | None
     purged_by: str | None
+    purge_note: str | None = None
+    """Why it was purged, in the words of whoever purged it."""
     replayed_from: int | None = None
     """The entry this message was replayed from, when it failed again after that replay."""
 

@@ -159,3 +159,26 @@ def test_an_unknown_reason_is_refused_in_one_line_naming_the_known_ones(
     for known in ("malformed_json", "command_id_reused", "delivery_limit", "legacy_reason"):
         assert known in line
     assert run_cli(settings, "dlq", "list", "--reason", "legacy_reason").exit_code == 0
+
+
+def test_a_purge_keeps_who_when_and_why(settings: Settings, db: Conn) -> None:
+    store(db, b"{", "malformed_json", "body is not valid JSON")
+    [entry] = entries(db)
+
+    purged = run_cli(
+        settings, "dlq", "purge", "--id", str(entry["id"]), "--yes", "--actor", "ops-bob",
+        "--note", "test data from the load run",
+    )  # fmt: skip
+
+    assert purged.exit_code == 0, purged.output
+    detail = json.loads(run_cli(settings, "dlq", "show", str(entry["id"]), "--json").output)
+    assert (detail["state"], detail["purged_by"], detail["purge_note"]) == (
+        "purged",
+        "ops-bob",
+        "test data from the load run",
+    )
+    shown = run_cli(settings, "dlq", "show", str(entry["id"])).output
+    [line] = [line for line in shown.splitlines() if "by ops-bob" in line]
+    assert line.split("│")[1].strip() == "purged"
+    assert "by ops-bob: test data from the load run" in line
+    assert len(entries(db)) == 1

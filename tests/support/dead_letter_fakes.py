@@ -56,6 +56,7 @@ def stored_entry(entry_id: int, body: bytes, **fields: Any) -> DeadLetterDetail:
         "replayed_by": None,
         "purged_at": None,
         "purged_by": None,
+        "purge_note": None,
         "replayed_from": None,
     }
     values.update(fields)
@@ -158,7 +159,9 @@ class FakeDeadLetterStore:
         )
         return True
 
-    def purge(self, selection: Selection, actor: str, older_than: timedelta | None) -> list[int]:
+    def purge(
+        self, selection: Selection, actor: str, older_than: timedelta | None, note: str | None
+    ) -> list[int]:
         purged = []
         for entry in self._matching(selection):
             if entry.state == "purged":
@@ -166,7 +169,12 @@ class FakeDeadLetterStore:
             if older_than is not None and entry.last_failed_at >= self.now - older_than:
                 continue
             self.entries[entry.id] = entry.model_copy(
-                update={"state": "purged", "purged_at": self.now, "purged_by": actor}
+                update={
+                    "state": "purged",
+                    "purged_at": self.now,
+                    "purged_by": actor,
+                    "purge_note": note,
+                }
             )
             purged.append(entry.id)
         return purged

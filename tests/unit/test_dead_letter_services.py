@@ -138,12 +138,18 @@ def test_groups_count_by_reason_and_queue_and_hide_groups_with_nothing_dead() ->
 def test_purging_marks_who_and_when_keeps_the_entries_and_names_ids_it_did_not_purge() -> None:
     store = FakeDeadLetterStore([stored_entry(1, b"{"), stored_entry(2, b"[")])
 
-    result = purge_dead_letters(store, PurgeRequest(ids=(1, 9), actor="ops-bob"))
+    request = PurgeRequest(ids=(1, 9), actor="ops-bob", note="test data")
+    result = purge_dead_letters(store, request)
 
     assert (result.purged, result.not_purged) == ([1], [9])
     purged = show_dead_letter(store, 1)
     assert purged is not None
-    assert (purged.state, purged.purged_by, purged.purged_at) == ("purged", "ops-bob", NOW)
+    assert (purged.state, purged.purged_by, purged.purged_at, purged.purge_note) == (
+        "purged",
+        "ops-bob",
+        NOW,
+        "test data",
+    )
     assert purge_dead_letters(store, PurgeRequest(ids=(1,), actor="x")).not_purged == [1]
     older = purge_dead_letters(store, PurgeRequest(older_than=timedelta(hours=3), actor="x"))
     assert older.purged == []  # entry 2 failed two hours ago

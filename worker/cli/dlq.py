@@ -164,7 +164,7 @@ def show(settings: Settings, *, entry_id: int, full: bool, as_json: bool) -> Non
         ("last failed", when(entry.last_failed_at)),
         ("replayed from", _replayed_from(entry)),
         ("replayed", service.replay_summary(entry)),
-        ("purged", f"{when(entry.purged_at)} by {entry.purged_by}" if entry.purged_at else None),
+        ("purged", _purged(entry)),
     ]
     out.print(table(f"dead letter {entry.id}", ("field", "value"), fields))
     properties = [
@@ -183,6 +183,13 @@ def show(settings: Settings, *, entry_id: int, full: bool, as_json: bool) -> Non
     click.echo(visible(body[:SHOWN_BODY_CHARACTERS], keep="\n\t"))
     more = len(body) - SHOWN_BODY_CHARACTERS
     click.echo(f"... {more:,} more characters; --full shows the whole body")
+
+
+def _purged(entry: DeadLetterDetail) -> str | None:
+    if entry.purged_at is None:
+        return None
+    note = f": {entry.purge_note}" if entry.purge_note else ""
+    return f"{when(entry.purged_at)} by {entry.purged_by}{note}"
 
 
 def _replayed_from(entry: DeadLetterDetail) -> str | None:
@@ -214,6 +221,7 @@ def shortened(text: str | None, width: int) -> str | None:
 @click.option("--older-than", type=Duration(), help="Last failed longer ago than this (7d, 12h).")
 @click.option("--yes", is_flag=True, help="Really mark them purged.")
 @click.option("--actor", help="Who purges (default: the OS user).")
+@click.option("--note", help="Why, kept with each entry (e.g. 'test data', 'fixed upstream').")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def purge(
@@ -224,14 +232,15 @@ def purge(
     older_than: timedelta | None,
     yes: bool,
     actor: str | None,
+    note: str | None,
     as_json: bool,
 ) -> None:
-    """Mark stored messages purged, with who and when; nothing is deleted."""
+    """Mark stored messages purged, with who, when and why; nothing is deleted."""
     one_selector(id=ids, reason=reason, older_than=older_than)
     if not yes:
         raise click.UsageError("purging needs --yes")
     request = PurgeRequest(
-        ids=ids, reason=reason, older_than=older_than, actor=actor or getpass.getuser()
+        ids=ids, reason=reason, older_than=older_than, actor=actor or getpass.getuser(), note=note
     )
     with open_store(settings) as (store, _):
         result = service.purge_dead_letters(store, request)

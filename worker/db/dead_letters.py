@@ -39,7 +39,7 @@ attempts, first_failed_at, last_failed_at, state
 DETAIL_COLUMNS = f"""
 {SUMMARY_COLUMNS}, original_exchange AS exchange, correlation_id, message_type,
 properties, headers, body, ingested_at, replay_count, replayed_at, replayed_by, purged_at,
-purged_by, replayed_from
+purged_by, purge_note, replayed_from
 """
 
 GROUPS = """
@@ -101,7 +101,8 @@ WHERE id = %(id)s AND state <> 'purged'
 """
 
 PURGE = f"""
-UPDATE dead_letters SET state = 'purged', purged_at = now(), purged_by = %(actor)s
+UPDATE dead_letters
+SET state = 'purged', purged_at = now(), purged_by = %(actor)s, purge_note = %(note)s
 {FILTERS}
   AND state <> 'purged'
   AND (%(older_than)s::interval IS NULL OR last_failed_at < now() - %(older_than)s)
@@ -212,10 +213,17 @@ def mark_replayed(conn: Connection, entry_id: int, actor: str) -> bool:
 
 
 def purge(
-    conn: Connection, selection: Selection, actor: str, older_than: timedelta | None = None
+    conn: Connection,
+    selection: Selection,
+    actor: str,
+    older_than: timedelta | None = None,
+    note: str | None = None,
 ) -> list[int]:
-    """Mark the selected entries purged by `actor`, now; return their ids. Nothing is deleted."""
-    params = {**selection.params(), "actor": actor, "older_than": older_than}
+    """Mark the selected entries purged by `actor`, now, and why; return their ids.
+
+    Nothing is deleted.
+    """
+    params = {**selection.params(), "actor": actor, "older_than": older_than, "note": note}
     with conn.transaction():
         rows = conn.execute(PURGE, params).fetchall()
     return sorted(int(row[0]) for row in rows)
@@ -274,6 +282,8 @@ class PostgresDeadLetterStore:
         with translated():
             return mark_replayed(self._conn, entry_id, actor)
 
-    def purge(self, selection: Selection, actor: str, older_than: timedelta | None) -> list[int]:
+    def purge(
+        self, selection: Selection, actor: str, older_than: timedelta | None, note: str | None
+    ) -> list[int]:
         with translated():
-            return purge(self._conn, selection, actor, older_than)
+            return purge(self._conn, selection, actor, older_than, note)

@@ -54,8 +54,10 @@ class DeadLetterStore(Protocol):
     def mark_replayed(self, entry_id: int, actor: str) -> bool:
         """Record a confirmed replay; False if the entry was purged meanwhile."""
 
-    def purge(self, selection: Selection, actor: str, older_than: timedelta | None) -> list[int]:
-        """Mark the selected entries purged by `actor`, now; return their ids."""
+    def purge(
+        self, selection: Selection, actor: str, older_than: timedelta | None, note: str | None
+    ) -> list[int]:
+        """Mark the selected entries purged by `actor`, now, and why; return their ids."""
 
 
 class UnknownReason(ValueError):
@@ -79,7 +81,7 @@ class DeadLetterFilter(BaseModel):
 
 
 class PurgeRequest(BaseModel):
-    """Which entries to purge (exactly one selector), and who purges them."""
+    """Which entries to purge (exactly one selector), who purges them, and why."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -88,6 +90,8 @@ class PurgeRequest(BaseModel):
     older_than: timedelta | None = None
     """Last failed longer ago than this."""
     actor: str = Field(min_length=1)
+    note: str | None = None
+    """Why they are purged."""
 
     @model_validator(mode="after")
     def _one_selector(self) -> Self:
@@ -148,10 +152,10 @@ def show_dead_letter(store: DeadLetterStore, entry_id: int) -> DeadLetterDetail 
 
 
 def purge_dead_letters(store: DeadLetterStore, request: PurgeRequest) -> PurgeResult:
-    """Mark the selected entries purged with who and when; nothing is deleted."""
+    """Mark the selected entries purged with who, when and why; nothing is deleted."""
     check_reason(store, request.reason)
     selection = Selection(ids=request.ids or None, reason=request.reason)
-    purged = store.purge(selection, request.actor, request.older_than)
+    purged = store.purge(selection, request.actor, request.older_than, request.note)
     return PurgeResult(purged=purged, not_purged=[i for i in request.ids if i not in purged])
 
 

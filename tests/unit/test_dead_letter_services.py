@@ -224,7 +224,8 @@ def test_an_entry_that_would_fail_again_is_refused_unless_forced() -> None:
     assert reuse.check is not None
     assert reuse.check.decision == "command_id_reused"
     assert reuse.why is not None
-    assert "would fail again" in reuse.why
+    assert reuse.why.startswith("it would fail again: decodes; command_id_reused")
+    assert reuse.needs_force
 
     forced = harness.replay(all_dead=True, force=True)
 
@@ -263,6 +264,7 @@ def test_an_entry_another_session_holds_is_skipped_and_a_purged_one_refused() ->
     ]
     assert report.outcomes[1].why is not None
     assert report.outcomes[1].why.startswith("purged 2026-11-30T12:00:00+00:00 by ops-bob")
+    assert not report.outcomes[1].needs_force  # forcing does not bring a purged entry back
     assert harness.publisher.published == []
 
 
@@ -279,6 +281,7 @@ def test_an_entry_replayed_before_is_replayed_again_only_when_forced() -> None:
     assert again.outcomes[0].result == "refused"
     assert again.outcomes[0].why is not None
     assert again.outcomes[0].why.startswith("already replayed 1 time(s)")
+    assert again.outcomes[0].needs_force
     assert by_reason.outcomes == []  # only dead entries, unless forced
     assert [o.result for o in forced.outcomes] == ["replayed"]
     assert harness.store.entries[1].replay_count == 2

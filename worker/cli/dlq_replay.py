@@ -130,7 +130,7 @@ def _print(report: ReplayReport, as_json: bool) -> None:
 
 def _as_json(outcome: ReplayOutcome) -> dict[str, Any]:
     """One outcome, flat: where it went and what its consumer would make of it."""
-    flat = outcome.model_dump(mode="json", exclude={"check"}, exclude_none=True)
+    flat = outcome.model_dump(mode="json", exclude={"check"}, exclude_defaults=True)
     if outcome.check is not None:
         flat |= outcome.check.model_dump(mode="json")
     return flat
@@ -144,12 +144,8 @@ def _describe(outcome: ReplayOutcome) -> str:
         case "would_replay" if check is not None:
             doomed = "; it would fail again (--force)" if check.fails_again else ""
             return f"would replay {entry}: {check.summary()}{doomed}"
-        case "refused" if check is not None:
-            return (
-                f"refused {entry}: it would fail again: {check.summary()}; add --force to replay it"
-            )
-        case "refused" if outcome.why and outcome.why.startswith("already replayed"):
-            return f"refused {entry}: {outcome.why} (--force)"
+        case "refused" if outcome.needs_force:
+            return f"refused {entry}: {outcome.why}; add --force to replay it anyway"
         case "not_found":
             return f"no dead letter {entry}"
         case result:

@@ -110,6 +110,8 @@ class ReplayOutcome(BaseModel):
     routing_key: str | None = None
     why: str | None = None
     """Why it was refused, skipped, or failed."""
+    needs_force: bool = False
+    """Refused only because the request did not force it (replayed before, or would fail again)."""
     check: ReplayCheck | None = None
     """What its queue's consumer would make of it, when it was checked."""
 
@@ -166,9 +168,9 @@ class _Replaying:
         entry = self._parts.store.get(entry_id)
         if entry is None:
             return ReplayOutcome(id=entry_id, result="not_found")
-        refusal = self._refusal(entry)
-        if refusal:
-            return ReplayOutcome(id=entry_id, result="refused", why=refusal)
+        refused = self._refused(entry)
+        if refused:
+            return refused
         message = replay_of(entry, self._parts.topology)
         return _outcome(entry_id, "would_replay", message, check=self._check(message))
 
@@ -201,14 +203,16 @@ class _Replaying:
                 if entry is None:
                     why = "another replay or a purge holds it right now; run again to see its state"
                     return ReplayOutcome(id=entry_id, result="skipped", why=why)
-                refusal = self._refusal(entry)
-                if refusal:
-                    return ReplayOutcome(id=entry_id, result="refused", why=refusal)
+                refused = self._refused(entry)
+                if refused:
+                    return refused
                 message = replay_of(entry, self._parts.topology)
                 check = self._check(message)
                 if check.fails_again and not self._request.force:
-                    why = f"it would fail again: {check.summary()}; replaying it must be forced"
-                    return _outcome(entry_id, "refused", message, check=check, why=why)
+                    why = f"it would fail again: {check.summary()}"
+                    return _outcome(
+                        entry_id, "refused", message, check=check, why=why, needs_force=True
+                    )
                 publisher.publish(message)
                 store.mark_replayed(entry_id, self._request.actor)
                 return _outcome(entry_id, "replayed", message, check=check)
@@ -218,14 +222,18 @@ class _Replaying:
         except PublishFailed as error:
             return ReplayOutcome(id=entry_id, result="failed", why=str(error))
 
-    def _refusal(self, entry: DeadLetterDetail) -> str | None:
+    def _refused(self, entry: DeadLetterDetail) -> ReplayOutcome | None:
+        """The outcome for an entry that may not be replayed at all as it stands, else None."""
         if entry.state == "purged":
-            return f"purged {when(entry.purged_at)} by {entry.purged_by}"
-        if entry.state == "replayed" and not self._request.force:
-            return f"already replayed {replay_summary(entry)}; replaying it again must be forced"
-        if entry.source_queue not in replay_queues(self._parts.topology):
-            return f"source queue {entry.source_queue!r} is not a queue of this service"
-        return None
+            why = f"purged {when(entry.purged_at)} by {entry.purged_by}"
+        elif entry.state == "replayed" and not self._request.force:
+            why = f"already replayed {replay_summary(entry)}"
+            return ReplayOutcome(id=entry.id, result="refused", why=why, needs_force=True)
+        elif entry.source_queue not in replay_queues(self._parts.topology):
+            why = f"source queue {entry.source_queue!r} is not a queue of this service"
+        else:
+            return None
+        return ReplayOutcome(id=entry.id, result="refused", why=why)
 
     def _check(self, message: Replay) -> ReplayCheck:
         if self._workflow is None:
@@ -240,6 +248,7 @@ def _outcome(
     *,
     check: ReplayCheck,
     why: str | None = None,
+    needs_force: bool = False,
 ) -> ReplayOutcome:
     return ReplayOutcome(
         id=entry_id,
@@ -247,5 +256,6 @@ def _outcome(
         queue=message.queue,
         routing_key=message.routing_key,
         why=why,
+        needs_force=needs_force,
         check=check,
     )

@@ -117,7 +117,8 @@ class ReplayOutcome(BaseModel):
 
 
 class ReplayReport(BaseModel):
-    """One outcome per entry, by id; `stopped` says why the replay ended before the last."""
+    """One outcome per entry, by id; `stopped` says why the replay ended before the last
+    (the broker or the database failed), and which entries were replayed until then."""
 
     outcomes: list[ReplayOutcome]
     stopped: str | None = None
@@ -177,7 +178,7 @@ class _Replaying:
     def publish(
         self, selected: Sequence[int], outcomes: list[ReplayOutcome], progress: Progress | None
     ) -> str | None:
-        """Replay each of `selected` in turn, paced; say why if the broker stopped it."""
+        """Replay each of `selected` in turn, paced; say why if a server failure stopped it."""
         started = self._parts.clock()
         with self._parts.publishing() as publisher:
             for count, entry_id in enumerate(selected):
@@ -188,9 +189,7 @@ class _Replaying:
                     outcomes.append(self._replay_one(publisher, entry_id))
                 except OrderStatusError as error:
                     done = ", ".join(str(o.id) for o in outcomes if o.result == "replayed")
-                    return f"the broker refused the replay ({error}); replayed so far: " + (
-                        done or "none"
-                    )
+                    return f"the replay stopped: {error}; replayed so far: {done or 'none'}"
                 if progress:
                     progress(count + 1, len(selected))
         return None

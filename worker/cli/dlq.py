@@ -15,13 +15,13 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from worker.cli.dlq_common import STATES, Duration, Moment, one_selector, open_store, when
+from worker.cli.dlq_common import STATES, Duration, Moment, one_selector, open_store
 from worker.cli.dlq_replay import replay
 from worker.cli.output import ExitCode, console, json_text, print_json, table, visible
 from worker.config import Settings
 from worker.dead_letter_views import DeadLetterDetail
 from worker.services import dead_letters as service
-from worker.services.dead_letters import DeadLetterFilter, PurgeRequest
+from worker.services.dead_letters import DeadLetterFilter, PurgeRequest, when
 
 SHOWN_BODY_CHARACTERS = 4000
 """`dlq show` prints this much of a body unless `--full`."""

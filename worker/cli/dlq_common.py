@@ -15,10 +15,9 @@ from worker.db.dead_letters import PostgresDeadLetterStore
 from worker.db.errors import translated
 from worker.durations import parse_duration
 from worker.errors import OrderStatusError
-from worker.services.dead_letters import UnknownReason, when
+from worker.services.dead_letters import UnknownReason
 
 STATES = ("dead", "replayed", "purged")
-__all__ = ["STATES", "Duration", "Moment", "one_selector", "open_store", "when"]
 
 
 class Moment(click.ParamType[datetime, Any]):

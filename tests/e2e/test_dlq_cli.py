@@ -122,6 +122,7 @@ def test_replay_after_the_cause_is_fixed_applies_the_command_once_and_only_once(
         "problem": None,
         "decision": "accepted",
         "explanation": "pending -> in_progress",
+        "fails_again": False,
     }
     assert entry(db, dead["id"])["state"] == "dead"
     assert inbox(db, change.command_id) is None

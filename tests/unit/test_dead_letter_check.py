@@ -45,3 +45,13 @@ def test_an_event_that_does_not_decode_would_fail_again() -> None:
     assert check.problem is not None
     assert check.problem.startswith("schema_violation: OrderCreated is invalid")
     assert check.summary().startswith("does not decode (schema_violation")
+
+
+def test_a_check_says_in_its_json_whether_the_replay_would_fail_again() -> None:
+    entry = stored_entry(1, b"{", reason="malformed_json")
+    check = check_replay(FakeCurrentState(), spec_workflow(), replay_of(entry, TOPOLOGY), TOPOLOGY)
+
+    dumped = check.model_dump(mode="json")
+
+    assert dumped["decodes"] is False
+    assert dumped["fails_again"] is True

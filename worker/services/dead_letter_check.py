@@ -14,7 +14,7 @@ The reads come through `CurrentState`, so the decision is tested with a fake.
 from typing import Literal, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from contracts import ChangeOrderStatus, CreateOrder
 from worker.domain.decisions import (
@@ -76,6 +76,7 @@ class ReplayCheck(BaseModel):
     or `command_id_reused`. Rules worker: `judged_again` or `ignored`."""
     explanation: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def fails_again(self) -> bool:
         """Whether the replay would be dead-lettered again (a rejection is an outcome, not this)."""

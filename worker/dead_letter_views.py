@@ -16,6 +16,8 @@ class DeadLetterSummary(BaseModel):
 
     id: int
     reason: str
+    detail: str | None
+    """What went wrong, in the words of whoever dead-lettered it."""
     source_queue: str | None
     routing_key: str
     message_id: str | None
@@ -29,7 +31,6 @@ class DeadLetterSummary(BaseModel):
 class DeadLetterDetail(DeadLetterSummary):
     """Every field of a stored message; the body as base64, and as text when it is UTF-8."""
 
-    detail: str | None
     exchange: str
     correlation_id: str | None
     message_type: str | None
@@ -43,6 +44,10 @@ class DeadLetterDetail(DeadLetterSummary):
     replayed_by: str | None
     purged_at: datetime | None
     purged_by: str | None
+    purge_note: str | None = None
+    """Why it was purged, in the words of whoever purged it."""
+    replayed_from: int | None = None
+    """The entry this message was replayed from, when it failed again after that replay."""
 
     @property
     def body(self) -> bytes:

@@ -122,6 +122,7 @@ def test_replay_after_the_cause_is_fixed_applies_the_command_once_and_only_once(
         "problem": None,
         "decision": "accepted",
         "explanation": "pending -> in_progress",
+        "fails_again": False,
     }
     assert entry(db, dead["id"])["state"] == "dead"
     assert inbox(db, change.command_id) is None
@@ -181,6 +182,24 @@ def stored(db: Conn, **where: Any) -> list[dict[str, Any]]:
         return cur.execute(
             f"SELECT * FROM dead_letters WHERE {clauses} ORDER BY id", where
         ).fetchall()
+
+
+def exhausted(settings: Settings, topology: Topology, command: Any) -> None:
+    """Store `command` as the status worker dead-letters one whose retries ran out."""
+    publish_raw(
+        settings.amqp_url,
+        topology.dead_letter_exchange,
+        "order.status.change",
+        command.model_dump_json().encode(),
+        content_type="application/json",
+        message_id=str(command.command_id),
+        headers={
+            "x-dead-letter-reason": "retries_exhausted",
+            "x-source-queue": topology.status_worker_queue,
+            "x-original-exchange": topology.commands_exchange,
+            "x-original-routing-key": "order.status.change",
+        },
+    )
 
 
 def queued(settings: Settings, topology: Topology) -> tuple[int, int]:
@@ -267,23 +286,24 @@ def test_a_replay_goes_to_the_queue_the_message_failed_in_whatever_its_headers_s
     assert running.stop()
     assert queued(settings, topology) == (0, 0)
 
-    result = dlq("replay", "--all", "--json")
+    result = dlq("replay", "--all", "--json", "--force")  # the forged one fails again
 
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["results"] == [
-        {
-            "id": forged["id"],
-            "result": "replayed",
-            "queue": topology.status_worker_queue,
-            "routing_key": "order.status.change",
-        },
-        {
-            "id": event["id"],
-            "result": "replayed",
-            "queue": topology.rules_queue,
-            "routing_key": event["original_routing_key"],
-        },
-    ]
+    [first, second] = json.loads(result.output)["results"]
+    assert {k: first[k] for k in ("id", "result", "queue", "routing_key", "decodes")} == {
+        "id": forged["id"],
+        "result": "replayed",
+        "queue": topology.status_worker_queue,
+        "routing_key": "order.status.change",
+        "decodes": False,
+    }
+    assert {k: second[k] for k in ("id", "result", "queue", "routing_key", "decision")} == {
+        "id": event["id"],
+        "result": "replayed",
+        "queue": topology.rules_queue,
+        "routing_key": event["original_routing_key"],
+        "decision": "judged_again",
+    }
     # Each reached its own queue, once; no subscriber of the events saw the event again.
     eventually(lambda: queued(settings, topology) == (1, 1))
     assert events.drain() == []
@@ -293,8 +313,8 @@ def test_two_replays_at_once_publish_each_entry_once(
     settings: Settings, topology: Topology, start_workers: StartWorkers, db: Conn
 ) -> None:
     running = start_workers()
-    for index in range(30):
-        poison(settings, topology, b"[" * (index + 1), message_id=f"m-{index}")
+    for _ in range(30):  # commands that decode, so a replay needs no --force
+        exhausted(settings, topology, change_status(order_number(), "in_progress"))
     eventually(lambda: stored_count(db) == 30)
     assert running.stop()
     env = {
@@ -456,7 +476,7 @@ def test_a_replay_of_many_keeps_its_rate_and_marks_each_one(
     assert listed(dlq, "--until", "2000-01-01") == []
 
     started = time.monotonic()
-    result = dlq("replay", "--all", "--rate", "100", "--actor", "ops-carol")
+    result = dlq("replay", "--all", "--rate", "100", "--actor", "ops-carol", "--force")
     took = time.monotonic() - started
 
     assert result.exit_code == 0, result.output

@@ -160,11 +160,16 @@ def test_a_command_id_reused_with_other_content_is_flagged_and_changes_nothing(
     original = change_status(number, "in_progress")
     apply(worker_conn, original)
     reused = change_status(number, "cancelled", command_id=original.command_id)
+    seen = "SELECT deliveries, last_seen_at FROM processed_commands WHERE command_id = %s"
+    before = db.execute(seen, (original.command_id,)).fetchone()
     [result] = apply(worker_conn, reused)
     assert result.content_conflict
     assert db.execute(
         "SELECT status FROM orders WHERE order_number = %s", (number,)
     ).fetchone() == ("in_progress",)
+    assert db.execute(seen, (original.command_id,)).fetchone() == before  # not a delivery
+    apply(worker_conn, original)  # a true repeat still counts
+    assert db.execute(seen, (original.command_id,)).fetchone()[0] == 2  # type: ignore[index]
 
 
 def test_moving_to_the_current_status_is_unchanged(worker_conn: Conn, db: Conn) -> None:

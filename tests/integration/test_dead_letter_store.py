@@ -1,5 +1,6 @@
 """The dead-letter store in PostgreSQL: idempotent inserts, and marks instead of deletes."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,3 +64,17 @@ def test_the_table_refuses_a_purge_without_who(db: Conn) -> None:
     dead_letters.store(db, [record(b"x")])
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute("UPDATE dead_letters SET state = 'purged', purged_at = now()")
+
+
+def test_an_entry_links_to_the_entry_it_was_replayed_from_only_if_that_one_exists(
+    db: Conn,
+) -> None:
+    dead_letters.store(db, [record(b"first")])
+    [first] = dead_letters.details(db, Selection())
+    again = replace(record(b"again"), replayed_from=first.id)
+    forged = replace(record(b"forged"), replayed_from=first.id + 1000)
+
+    dead_letters.store(db, [again, forged])
+
+    links = {bytes(e.body): e.replayed_from for e in dead_letters.details(db, Selection())}
+    assert links == {b"first": None, b"again": first.id, b"forged": None}

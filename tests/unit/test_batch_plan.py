@@ -154,6 +154,27 @@ def test_a_reused_id_with_other_content_is_flagged_as_a_content_conflict() -> No
 
     assert [r.content_conflict for r in plan.results] == [False, True]
     assert plan.moves == {number: ("in_progress", 2)}
+    assert plan.deliveries == {original.command_id: 1}  # the other command is no delivery
+
+
+def test_a_reused_id_is_no_further_delivery_of_the_command_the_inbox_holds() -> None:
+    number = order_number()
+    original = change_status(number, "in_progress")
+    reused = change_status(number, "cancelled", command_id=original.command_id)
+    recorded = {
+        original.command_id: RecordedCommand(
+            CommandOutcome.APPLIED, None, None, fingerprint=fingerprint(original)
+        )
+    }
+
+    plan = plan_batch([IncomingCommand(reused)], {number: known("in_progress", 2)}, recorded,
+                      WORKFLOW, NOW)  # fmt: skip
+
+    [result] = plan.results
+    assert result.content_conflict
+    assert plan.redeliveries == {}
+    assert plan.deliveries == {}
+    assert plan.claims == []
 
 
 def test_registering_twice_in_one_batch_is_a_duplicate_the_second_time() -> None:

@@ -230,3 +230,33 @@ def test_a_replay_sends_the_producer_s_message_without_what_the_failure_path_add
     }
     assert replay.content_type == "application/json"
     assert replay.envelope().type_name == "ChangeOrderStatus"
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        (42, 42),
+        ("42", 42),
+        (b"42", 42),
+        (None, None),
+        (0, None),
+        (-3, None),
+        (True, None),
+        (2**63, None),
+        ("42; DROP", None),
+        ("４２", None),  # noqa: RUF001 - digits, but not ASCII ones
+        (1.0, None),
+    ],
+)
+def test_the_entry_a_message_was_replayed_from_is_read_only_from_a_plausible_id(
+    value: Any, kept: int | None
+) -> None:
+    record = describe(
+        BODY,
+        "orders.dead-letter",
+        "order.status.change",
+        worker_dead_letter(**{REPLAYED_FROM_HEADER: value}),
+        delivery_limit=20,
+        now=NOW,
+    )
+    assert record.replayed_from == kept

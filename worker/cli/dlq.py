@@ -1,31 +1,32 @@
 """`order-status dlq`: inspect, group, replay and purge the dead-letter store.
 
-Browsing reads PostgreSQL only, never a queue. Purging marks entries with who
-and when; nothing is deleted. Replaying is in `dlq_replay.py`.
+A thin shell over `worker.services.dead_letters`: parse the options, call the
+service, print. Browsing reads PostgreSQL only, never a queue. Purging marks
+entries with who and when; nothing is deleted. Replaying is in `dlq_replay.py`.
 """
 
 import getpass
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import click
+from rich.table import Table
+from rich.text import Text
 
-from worker.cli.dlq_common import (
-    STATES,
-    Duration,
-    Moment,
-    one_selector,
-    open_store,
-    replay_summary,
-    when,
-)
+from worker.cli.dlq_common import STATES, Duration, Moment, one_selector, open_store
 from worker.cli.dlq_replay import replay
 from worker.cli.output import ExitCode, console, json_text, print_json, table, visible
 from worker.config import Settings
-from worker.db import dead_letters
-from worker.db.dead_letters import Selection
 from worker.dead_letter_views import DeadLetterDetail
+from worker.services import dead_letters as service
+from worker.services.dead_letters import DeadLetterFilter, PurgeRequest, when
+
+SHOWN_BODY_CHARACTERS = 4000
+"""`dlq show` prints this much of a body unless `--full`."""
+SHOWN_DETAIL_CHARACTERS = 80
+"""`dlq list` shortens the error detail to at most this, less to fit; `--json` keeps all of it."""
 
 
 @click.group()
@@ -39,8 +40,8 @@ def dlq() -> None:
 @click.pass_obj
 def stats(settings: Settings, *, everything: bool, as_json: bool) -> None:
     """Count stored messages by reason and source queue: the failure groups."""
-    with open_store(settings) as conn:
-        found = dead_letters.groups(conn, everything=everything)
+    with open_store(settings) as (store, _):
+        found = service.dead_letter_groups(store, everything=everything)
     if as_json:
         print_json(found)
         return
@@ -60,7 +61,7 @@ def stats(settings: Settings, *, everything: bool, as_json: bool) -> None:
 @click.option("--until", type=Moment(), help="Last failed at or before.")
 @click.option("--state", type=click.Choice(STATES), help="Only this state (default: any).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Every field, the detail in full.")
 @click.pass_obj
 def list_command(
     settings: Settings,
@@ -75,17 +76,19 @@ def list_command(
     as_json: bool,
 ) -> None:
     """List stored messages, the most recent failure first."""
-    selection = Selection(
-        reason=reason,
-        queue=queue,
-        order_number=order_number,
-        since=since,
-        until=until,
-        states=[state] if state else None,
-        limit=limit,
+    query = DeadLetterFilter.model_validate(
+        {
+            "reason": reason,
+            "queue": queue,
+            "order_number": order_number,
+            "since": since,
+            "until": until,
+            "state": state,
+            "limit": limit,
+        }
     )
-    with open_store(settings) as conn:
-        found = dead_letters.summaries(conn, selection)
+    with open_store(settings) as (store, _):
+        found = service.list_dead_letters(store, query)
     if as_json:
         print_json(found)
         return
@@ -94,8 +97,8 @@ def list_command(
             e.id,
             e.state,
             e.reason,
+            shortened(e.detail, SHOWN_DETAIL_CHARACTERS),
             e.source_queue,
-            e.routing_key,
             e.order_number,
             e.message_id,
             e.attempts,
@@ -103,18 +106,41 @@ def list_command(
         )
         for e in found
     ]
-    columns = ("id", "state", "reason", "queue", "routing key", "order", "message id", "tries")
-    console().print(table(f"{len(found)} dead letters", (*columns, "last failed"), rows))
+    console().print(_listing(f"{len(found)} dead letters", rows))
+
+
+LIST_COLUMNS = (
+    "id", "state", "reason", "detail", "queue", "order", "message id", "tries", "last failed"
+)  # fmt: skip
+"""The routing key is left to `show`: the queue and reason say more, and the detail needs room."""
+
+
+def _listing(title: str, rows: Sequence[Sequence[object]]) -> Table:
+    """One line per entry: the detail, the widest column, gives way first, cut with an ellipsis.
+
+    Rich narrows the widest columns first when the table does not fit; the
+    detail's cells never wrap, so each entry keeps one line.
+    """
+    listing = Table(title=Text(visible(title)), title_justify="left")
+    for column in LIST_COLUMNS:
+        listing.add_column(Text(column))
+    detail = LIST_COLUMNS.index("detail")
+    for row in rows:
+        cells = [Text("-" if cell is None else visible(str(cell))) for cell in row]
+        cells[detail].no_wrap, cells[detail].overflow = True, "ellipsis"
+        listing.add_row(*cells)
+    return listing
 
 
 @dlq.command()
 @click.argument("entry_id", metavar="ID", type=click.IntRange(min=1))
+@click.option("--full", is_flag=True, help=f"The whole body, even over {SHOWN_BODY_CHARACTERS:,}.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def show(settings: Settings, *, entry_id: int, as_json: bool) -> None:
+def show(settings: Settings, *, entry_id: int, full: bool, as_json: bool) -> None:
     """Show a stored message: reason, detail, headers and the pretty-printed body."""
-    with open_store(settings) as conn:
-        entry = dead_letters.get(conn, entry_id)
+    with open_store(settings) as (store, _):
+        entry = service.show_dead_letter(store, entry_id)
     if entry is None:
         click.echo(f"no dead letter {entry_id}", err=True)
         sys.exit(ExitCode.NOT_FOUND)
@@ -136,8 +162,9 @@ def show(settings: Settings, *, entry_id: int, as_json: bool) -> None:
         ("attempts", entry.attempts),
         ("first failed", when(entry.first_failed_at)),
         ("last failed", when(entry.last_failed_at)),
-        ("replayed", replay_summary(entry)),
-        ("purged", f"{when(entry.purged_at)} by {entry.purged_by}" if entry.purged_at else None),
+        ("replayed from", _replayed_from(entry)),
+        ("replayed", service.replay_summary(entry)),
+        ("purged", _purged(entry)),
     ]
     out.print(table(f"dead letter {entry.id}", ("field", "value"), fields))
     properties = [
@@ -148,8 +175,27 @@ def show(settings: Settings, *, entry_id: int, as_json: bool) -> None:
         (name, json.dumps(value, ensure_ascii=False)) for name, value in entry.headers.items()
     ]
     out.print(table("headers", ("name", "value"), headers))
+    body = _pretty_body(entry)
     click.echo("body:")
-    click.echo(visible(_pretty_body(entry), keep="\n\t"))
+    if full or len(body) <= SHOWN_BODY_CHARACTERS:
+        click.echo(visible(body, keep="\n\t"))
+        return
+    click.echo(visible(body[:SHOWN_BODY_CHARACTERS], keep="\n\t"))
+    more = len(body) - SHOWN_BODY_CHARACTERS
+    click.echo(f"... {more:,} more characters; --full shows the whole body")
+
+
+def _purged(entry: DeadLetterDetail) -> str | None:
+    if entry.purged_at is None:
+        return None
+    note = f": {entry.purge_note}" if entry.purge_note else ""
+    return f"{when(entry.purged_at)} by {entry.purged_by}{note}"
+
+
+def _replayed_from(entry: DeadLetterDetail) -> str | None:
+    if entry.replayed_from is None:
+        return None
+    return f"{entry.replayed_from} (this message failed again after that entry was replayed)"
 
 
 def _pretty_body(entry: DeadLetterDetail) -> str:
@@ -161,12 +207,21 @@ def _pretty_body(entry: DeadLetterDetail) -> str:
         return entry.body_text
 
 
+def shortened(text: str | None, width: int) -> str | None:
+    """`text` on one line, cut to `width` characters with an ellipsis when longer."""
+    if text is None:
+        return None
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 @dlq.command()
 @click.option("--id", "ids", type=click.IntRange(min=1), multiple=True, help="Repeatable.")
 @click.option("--reason", help="Every message with this reason.")
 @click.option("--older-than", type=Duration(), help="Last failed longer ago than this (7d, 12h).")
 @click.option("--yes", is_flag=True, help="Really mark them purged.")
 @click.option("--actor", help="Who purges (default: the OS user).")
+@click.option("--note", help="Why, kept with each entry (e.g. 'test data', 'fixed upstream').")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def purge(
@@ -177,23 +232,26 @@ def purge(
     older_than: timedelta | None,
     yes: bool,
     actor: str | None,
+    note: str | None,
     as_json: bool,
 ) -> None:
-    """Mark stored messages purged, with who and when; nothing is deleted."""
+    """Mark stored messages purged, with who, when and why; nothing is deleted."""
     one_selector(id=ids, reason=reason, older_than=older_than)
     if not yes:
         raise click.UsageError("purging needs --yes")
-    selection = Selection(ids=ids or None, reason=reason)
-    with open_store(settings) as conn:
-        purged = dead_letters.purge(conn, selection, actor or getpass.getuser(), older_than)
-    missing = [i for i in ids if i not in purged]
+    request = PurgeRequest(
+        ids=ids, reason=reason, older_than=older_than, actor=actor or getpass.getuser(), note=note
+    )
+    with open_store(settings) as (store, _):
+        result = service.purge_dead_letters(store, request)
     if as_json:
-        print_json({"purged": purged, "not_purged": missing})
+        print_json(result)
     else:
-        click.echo(f"purged {len(purged)}: {', '.join(map(str, purged)) or '-'}")
-        if missing:
-            click.echo(f"not found or purged before: {', '.join(map(str, missing))}", err=True)
-    if missing:
+        click.echo(f"purged {len(result.purged)}: {', '.join(map(str, result.purged)) or '-'}")
+        if result.not_purged:
+            missing = ", ".join(map(str, result.not_purged))
+            click.echo(f"not found or purged before: {missing}", err=True)
+    if result.not_purged:
         sys.exit(ExitCode.NOT_FOUND)
 
 
@@ -204,9 +262,9 @@ def purge(
 @click.pass_obj
 def export(settings: Settings, *, reason: str | None, queue: str | None, state: str | None) -> None:
     """Write stored messages as JSON lines, every field, the body base64-encoded."""
-    selection = Selection(reason=reason, queue=queue, states=[state] if state else None)
-    with open_store(settings) as conn:
-        for entry in dead_letters.each_detail(conn, selection):
+    query = DeadLetterFilter.model_validate({"reason": reason, "queue": queue, "state": state})
+    with open_store(settings) as (store, _):
+        for entry in service.export_dead_letters(store, query):
             line = entry.model_dump(mode="json", exclude={"body_text"})
             sys.stdout.write(json_text(line) + "\n")
 

@@ -1,14 +1,21 @@
-"""What the `dlq` commands share: time and duration options, and small formatting helpers."""
+"""What the `dlq` commands share: time and duration options, the store, and its errors."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
+from worker.cli.output import ExitCode
 from worker.config import Settings
-from worker.db.connection import Connection, connect
-from worker.dead_letter_views import DeadLetterDetail
+from worker.db.connection import connect
+from worker.db.current_state import PostgresCurrentState
+from worker.db.dead_letters import PostgresDeadLetterStore
+from worker.db.errors import translated
 from worker.durations import parse_duration
+from worker.errors import OrderStatusError
+from worker.services.dead_letters import UnknownReason
 
 STATES = ("dead", "replayed", "purged")
 
@@ -50,12 +57,26 @@ class Duration(click.ParamType[timedelta, Any]):
             self.fail(str(error), param, ctx)
 
 
-def open_store(settings: Settings) -> Connection:
-    return connect(settings, "cli", autocommit=True)
+class OptionRefused(click.ClickException):
+    """An option value the store cannot match: one line, exit status 2."""
+
+    exit_code = ExitCode.USAGE
 
 
-def when(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment else None
+@contextmanager
+def open_store(
+    settings: Settings,
+) -> Iterator[tuple[PostgresDeadLetterStore, PostgresCurrentState]]:
+    """The store and the current-state reads on one connection, errors turned into one line."""
+    try:
+        with translated():
+            conn = connect(settings, "cli", autocommit=True)
+        with conn:
+            yield PostgresDeadLetterStore(conn), PostgresCurrentState(conn)
+    except UnknownReason as error:
+        raise OptionRefused(f"--reason: {error}") from error
+    except OrderStatusError as error:
+        raise click.ClickException(str(error)) from error
 
 
 def one_selector(**selectors: Any) -> None:
@@ -63,9 +84,3 @@ def one_selector(**selectors: Any) -> None:
     if len(given) != 1:
         names = " | ".join(f"--{name.replace('_', '-')}" for name in selectors)
         raise click.UsageError(f"choose exactly one of {names}")
-
-
-def replay_summary(entry: DeadLetterDetail) -> str | None:
-    if not entry.replay_count:
-        return None
-    return f"{entry.replay_count} time(s), last {when(entry.replayed_at)} by {entry.replayed_by}"

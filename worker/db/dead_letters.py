@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from worker.db.connection import Connection
+from worker.db.errors import translated
 from worker.dead_letter_views import DeadLetterDetail, DeadLetterGroup, DeadLetterSummary
 from worker.messaging.dead_letter_record import DeadLetterRecord
 
@@ -18,25 +19,27 @@ INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (
     fingerprint, reason, detail, source_queue, original_exchange, original_routing_key,
     message_id, correlation_id, message_type, order_number, properties, headers, body,
-    attempts, first_failed_at, last_failed_at
+    attempts, first_failed_at, last_failed_at, replayed_from
 ) VALUES (
     %(fingerprint)s, %(reason)s, %(detail)s, %(source_queue)s, %(original_exchange)s,
     %(original_routing_key)s, %(message_id)s, %(correlation_id)s, %(message_type)s,
     %(order_number)s, %(properties)s, %(headers)s, %(body)s, %(attempts)s,
-    %(first_failed_at)s, %(last_failed_at)s
+    %(first_failed_at)s, %(last_failed_at)s,
+    -- A header naming no entry (forged, or from another store) links to nothing.
+    (SELECT id FROM dead_letters WHERE id = %(replayed_from)s::bigint)
 )
 ON CONFLICT (fingerprint) DO NOTHING
 """
 
 SUMMARY_COLUMNS = """
-id, reason, source_queue, original_routing_key AS routing_key, message_id, order_number,
+id, reason, detail, source_queue, original_routing_key AS routing_key, message_id, order_number,
 attempts, first_failed_at, last_failed_at, state
 """
 
 DETAIL_COLUMNS = f"""
-{SUMMARY_COLUMNS}, detail, original_exchange AS exchange, correlation_id, message_type,
+{SUMMARY_COLUMNS}, original_exchange AS exchange, correlation_id, message_type,
 properties, headers, body, ingested_at, replay_count, replayed_at, replayed_by, purged_at,
-purged_by
+purged_by, purge_note, replayed_from
 """
 
 GROUPS = """
@@ -53,6 +56,8 @@ GROUP BY reason, source_queue
 HAVING %(everything)s OR count(*) FILTER (WHERE state = 'dead') > 0
 ORDER BY dead DESC, reason, source_queue NULLS LAST
 """
+
+STORED_REASONS = "SELECT DISTINCT reason FROM dead_letters ORDER BY reason"
 
 FILTERS = """
 WHERE (%(reason)s::text IS NULL OR reason = %(reason)s)
@@ -96,7 +101,8 @@ WHERE id = %(id)s AND state <> 'purged'
 """
 
 PURGE = f"""
-UPDATE dead_letters SET state = 'purged', purged_at = now(), purged_by = %(actor)s
+UPDATE dead_letters
+SET state = 'purged', purged_at = now(), purged_by = %(actor)s, purge_note = %(note)s
 {FILTERS}
   AND state <> 'purged'
   AND (%(older_than)s::interval IS NULL OR last_failed_at < now() - %(older_than)s)
@@ -143,6 +149,11 @@ def groups(conn: Connection, *, everything: bool = False) -> list[DeadLetterGrou
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(GROUPS, {"everything": everything}).fetchall()
     return [DeadLetterGroup(**row) for row in rows]
+
+
+def stored_reasons(conn: Connection) -> list[str]:
+    """Every reason an entry of the store has, whatever its state."""
+    return [str(row[0]) for row in conn.execute(STORED_REASONS).fetchall()]
 
 
 def summaries(conn: Connection, selection: Selection) -> list[DeadLetterSummary]:
@@ -202,10 +213,17 @@ def mark_replayed(conn: Connection, entry_id: int, actor: str) -> bool:
 
 
 def purge(
-    conn: Connection, selection: Selection, actor: str, older_than: timedelta | None = None
+    conn: Connection,
+    selection: Selection,
+    actor: str,
+    older_than: timedelta | None = None,
+    note: str | None = None,
 ) -> list[int]:
-    """Mark the selected entries purged by `actor`, now; return their ids. Nothing is deleted."""
-    params = {**selection.params(), "actor": actor, "older_than": older_than}
+    """Mark the selected entries purged by `actor`, now, and why; return their ids.
+
+    Nothing is deleted.
+    """
+    params = {**selection.params(), "actor": actor, "older_than": older_than, "note": note}
     with conn.transaction():
         rows = conn.execute(PURGE, params).fetchall()
     return sorted(int(row[0]) for row in rows)
@@ -220,3 +238,52 @@ def _detail(row: dict[str, Any]) -> DeadLetterDetail:
     return DeadLetterDetail(
         **row, body_base64=base64.b64encode(body).decode("ascii"), body_text=text
     )
+
+
+class PostgresDeadLetterStore:
+    """The store as the dead-letter services use it, on one autocommit connection.
+
+    Database errors leave it as the project's own types (`worker.errors`).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def groups(self, *, everything: bool) -> list[DeadLetterGroup]:
+        with translated():
+            return groups(self._conn, everything=everything)
+
+    def summaries(self, selection: Selection) -> list[DeadLetterSummary]:
+        with translated():
+            return summaries(self._conn, selection)
+
+    def each_detail(self, selection: Selection) -> Iterator[DeadLetterDetail]:
+        with translated():
+            yield from each_detail(self._conn, selection)
+
+    def stored_reasons(self) -> list[str]:
+        with translated():
+            return stored_reasons(self._conn)
+
+    def get(self, entry_id: int) -> DeadLetterDetail | None:
+        with translated():
+            return get(self._conn, entry_id)
+
+    def ids(self, selection: Selection) -> list[int]:
+        with translated():
+            return ids(self._conn, selection)
+
+    @contextmanager
+    def claimed(self, entry_id: int) -> Iterator[DeadLetterDetail | None]:
+        with translated(), claimed(self._conn, entry_id) as entry:
+            yield entry
+
+    def mark_replayed(self, entry_id: int, actor: str) -> bool:
+        with translated():
+            return mark_replayed(self._conn, entry_id, actor)
+
+    def purge(
+        self, selection: Selection, actor: str, older_than: timedelta | None, note: str | None
+    ) -> list[int]:
+        with translated():
+            return purge(self._conn, selection, actor, older_than, note)

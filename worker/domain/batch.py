@@ -100,9 +100,10 @@ class BatchPlan:
     results: list[ApplyResult] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     deliveries: Counter[UUID] = field(default_factory=Counter)
-    """How often each claimed command id arrived in this batch (repeats included)."""
+    """How often each claimed command id arrived in this batch (repeats included; another
+    command reusing the id is not a repeat)."""
     redeliveries: Counter[UUID] = field(default_factory=Counter)
-    """Further deliveries of command ids the inbox held before this batch."""
+    """Further deliveries of command ids the inbox held before this batch (same content)."""
     registrations: list[Registration] = field(default_factory=list)
     moves: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Each moved order's final status and version."""
@@ -146,10 +147,13 @@ class _Planner:
         content = fingerprint(command)
         known = self._recorded.get(command.command_id)
         if known is not None:
-            if command.command_id in self._recorded_before:
-                self.plan.redeliveries[command.command_id] += 1
-            else:
-                self.plan.deliveries[command.command_id] += 1
+            reused = known.fingerprint != content
+            # Another command under a used id is no delivery of the first: it is
+            # dead-lettered, and the first's delivery count and last sighting stay.
+            if not reused:
+                before = command.command_id in self._recorded_before
+                counted = self.plan.redeliveries if before else self.plan.deliveries
+                counted[command.command_id] += 1
             return ApplyResult(
                 command_id=command.command_id,
                 order_number=command.order_number,
@@ -157,7 +161,7 @@ class _Planner:
                 reason=known.reason,
                 detail=known.detail,
                 redelivered=True,
-                content_conflict=known.fingerprint != content,
+                content_conflict=reused,
             )
         if isinstance(command, CreateOrder):
             result = self._register(incoming, command)

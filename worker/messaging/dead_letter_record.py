@@ -25,9 +25,12 @@ from worker.messaging.failure_headers import (
     SOURCE_QUEUE_HEADER,
     failed_attempts,
 )
+from worker.messaging.replay import REPLAYED_FROM_HEADER
 
 UNKNOWN_REASON = "unknown"
 MAX_ATTEMPTS = 2**31 - 1
+MAX_ENTRY_ID = 2**63 - 1
+"""The largest id the store can give an entry (a bigint)."""
 """The column is an integer; a count sent by a producer is no reason to refuse the row."""
 REDELIVERY_HEADERS = ("x-delivery-count",)
 """Headers the dead-letter queue itself changes when it delivers a message again."""
@@ -53,6 +56,8 @@ class DeadLetterRecord:
     attempts: int
     first_failed_at: datetime
     last_failed_at: datetime
+    replayed_from: int | None = None
+    """The entry this message was replayed from, when it failed again after a replay."""
 
 
 def describe(
@@ -100,6 +105,7 @@ def describe(
         attempts=min(_attempts(headers, death, delivery_limit), MAX_ATTEMPTS),
         first_failed_at=min(first_failed, last_failed),
         last_failed_at=last_failed,
+        replayed_from=_entry_id(headers.get(REPLAYED_FROM_HEADER)),
     )
 
 
@@ -173,6 +179,16 @@ def _order_number(body: bytes) -> str | None:
         return None
     number = decoded.get("order_number") if isinstance(decoded, dict) else None
     return number if isinstance(number, str) and "\x00" not in number else None
+
+
+def _entry_id(value: Any) -> int | None:
+    """A store id from a header, or None for anything that cannot be one."""
+    if isinstance(value, bytes | str):
+        value = _text(value)
+        value = int(value) if value and value.isascii() and value.isdigit() else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 < value <= MAX_ENTRY_ID else None
 
 
 def _text(value: Any) -> str | None:

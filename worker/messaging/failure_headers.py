@@ -37,6 +37,7 @@ FAILURE_PATH_HEADERS = (
     "x-last-death-",
     "x-delivery-count",
     "x-retry-",
+    "x-replayed-",
     FIRST_FAILED_HEADER,
     RETRY_QUEUE_HEADER,
     RETRY_DELAY_HEADER,

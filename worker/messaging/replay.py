@@ -7,17 +7,23 @@ reaching every other subscriber of `{ns}.events` a second time, and no header
 of the stored message can send it anywhere else.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from worker.config import Settings
 from worker.dead_letter_views import DeadLetterDetail
 from worker.messaging.amqp_json import from_json
+from worker.messaging.broker import connect_declared
 from worker.messaging.decoding import Envelope
+from worker.messaging.errors import translated
 from worker.messaging.failure_headers import (
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
     is_failure_path_header,
 )
+from worker.messaging.publisher import ConfirmedPublisher, ConfirmTimeout
 from worker.messaging.topology import RETRY_QUEUE_HEADER, Topology
 
 REPLAYED_FROM_HEADER = "x-replayed-from"
@@ -106,3 +112,48 @@ def replay_of(entry: DeadLetterDetail, topology: Topology) -> Replay:
             if name not in NOT_REPLAYED_PROPERTIES and value is not None
         },
     )
+
+
+class BrokerReplayPublisher:
+    """Publish one replay at a time and wait for the broker to confirm it.
+
+    Raises `PublishFailed` (or its `ConfirmTimeout`) for a message the broker
+    did not take, and the project's own `Unavailable` or `Misconfigured` when
+    the broker fails the connection or closes the channel.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        with translated():
+            self._publisher = ConfirmedPublisher(connection)
+
+    def publish(self, message: Replay) -> None:
+        """Publish `message` where it goes back to, and return once the broker took it."""
+        with translated():
+            try:
+                self._publisher.publish(
+                    message.body,
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    headers=message.headers,
+                    properties=message.properties,
+                    mandatory=True,
+                )
+                self._publisher.confirm_all()
+            except ConfirmTimeout:
+                # The old channel may still answer for that message: start afresh.
+                self._publisher = ConfirmedPublisher(self._connection)
+                raise
+
+
+@contextmanager
+def replay_publisher(settings: Settings, topology: Topology) -> Iterator[BrokerReplayPublisher]:
+    """Connect to the broker, declare `topology`, and publish replays until the block ends."""
+    with translated():
+        connection = connect_declared(settings, "cli", topology)
+    try:
+        yield BrokerReplayPublisher(connection)
+    finally:
+        connection.release()

@@ -14,6 +14,7 @@ from worker.logs import configure_logging
 from worker.messaging.broker import connect_declared
 from worker.messaging.definitions import definitions, vhost_of
 from worker.messaging.topology import Topology
+from worker.redaction import secrets_in
 from worker.runner import WORKERS, run_workers
 
 
@@ -59,7 +60,11 @@ def declare(settings: Settings, print_definitions: bool) -> None:
 @click.pass_obj
 def run(settings: Settings, workers: str) -> None:
     """Run a worker (status-worker, relay, rules, dead-letter-ingester) or all, until a signal."""
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        secrets_in(settings.database_url, settings.amqp_url),
+    )
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -14,6 +14,7 @@ import kombu.exceptions
 import pika.exceptions
 
 from worker.errors import BROKER_SETTING, Misconfigured, OrderStatusError, Unavailable
+from worker.redaction import redact
 
 _LASTING_AMQP_ERRORS: tuple[type[BaseException], ...] = (
     amqp.exceptions.AccessRefused,
@@ -43,7 +44,7 @@ def translate(error: BaseException) -> OrderStatusError:
 
 
 def _text(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    text = redact(" ".join(str(error).split()))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

@@ -51,15 +51,16 @@ class OrderStatusCli(click.Group):
         except psycopg.Error as error:
             explained = _reason(translate_database_error(error))
             raise click.ClickException(f"cannot use PostgreSQL: {explained}") from error
-        except (amqp.exceptions.AMQPError, ssl.SSLError, socket.gaierror) as error:
+        except (
+            amqp.exceptions.AMQPError,
+            kombu.exceptions.KombuError,
+            pika.exceptions.AMQPError,
+            ssl.SSLError,
+            socket.gaierror,
+        ) as error:
             explained = _reason(translate_broker_error(error))
             raise click.ClickException(f"cannot reach RabbitMQ: {explained}") from error
-        except (
-            pika.exceptions.AMQPConnectionError,
-            kombu.exceptions.OperationalError,
-            ConnectionError,
-            TimeoutError,
-        ) as error:
+        except (ConnectionError, TimeoutError) as error:
             raise click.ClickException(f"cannot reach RabbitMQ: {error!r}") from error
         except (SchemaMissing, MigrationsMissing, TopologyMismatch, RuleFileInvalid) as error:
             raise click.ClickException(str(error)) from error

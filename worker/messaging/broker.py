@@ -11,6 +11,7 @@ import kombu.exceptions
 from worker.config import Settings
 from worker.messaging.decoding import Envelope
 from worker.messaging.publisher import PublishFailed
+from worker.messaging.tls import split_tls
 from worker.messaging.topology import Topology, declare_topology
 
 MIN_READ_SECONDS = 0.001
@@ -37,8 +38,10 @@ A queue declared with other arguments is not among them: see TopologyMismatch.
 
 def connect_broker(settings: Settings, role: str) -> Any:
     """Open a kombu connection named after `role` (shown in the management UI)."""
+    url, tls = split_tls(settings.amqp_url)
     connection = kombu.Connection(
-        settings.amqp_url,
+        url,
+        ssl=tls.kombu_options() if tls else False,
         heartbeat=settings.heartbeat_seconds,
         connect_timeout=5,
         transport_options={

@@ -2,9 +2,12 @@
 
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+from worker.redaction import redact
 
 STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -33,9 +36,20 @@ def _quote(value: Any) -> str:
     return repr(text) if (" " in text or not text) else text
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send the service's logs to stderr, in `fmt` ("text" or "json")."""
-    handler = logging.StreamHandler(sys.stderr)
+class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes records with every password masked, the traceback's included."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__(sys.stderr)
+        self._secrets = tuple(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self._secrets)
+
+
+def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
+    """Send the service's logs to stderr, in `fmt` ("text" or "json"), `secrets` masked."""
+    handler = RedactingHandler(secrets)
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -16,6 +16,7 @@ from worker.cli.service import declare, migrate, run
 from worker.cli.tasks import tasks
 from worker.cli.teardown import teardown
 from worker.config import Settings
+from worker.redaction import secrets_in
 
 JSON_FLAG = "--json"
 
@@ -40,6 +41,10 @@ class OrderStatusCli(click.Group):
             shown = cli_error(error, as_json=bool(ctx.meta.get("as_json")))
             if shown is None:
                 raise
+            # Driver messages may quote a connection string: mask its password.
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            secrets = secrets_in(settings.database_url, settings.amqp_url) if settings else ()
+            shown.secrets = secrets
             raise shown from error
 
 

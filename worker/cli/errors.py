@@ -8,7 +8,7 @@ object on stdout instead, `{"error": ..., "option" | "setting": ...}`, with the
 same exit code.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import click
@@ -23,6 +23,7 @@ from worker.errors import Misconfigured, OrderStatusError, Unavailable
 from worker.messaging import errors as broker_errors
 from worker.messaging.topology import TopologyMismatch
 from worker.messaging.upstream import CommandNotRouted
+from worker.redaction import redact
 from worker.rules.loading import RuleFileInvalid
 from worker.services.errors import InvalidRequest, NotFound
 
@@ -43,13 +44,16 @@ class CliError(click.ClickException):
     ) -> None:
         super().__init__(" ".join(message.split()))
         self.hint = hint
+        self.secrets: Sequence[str] = ()
+        """Passwords of the configured URLs, masked wherever the message quotes them."""
         self.option = option
         self.setting = setting
         self.as_json = as_json
 
     def show(self, file: IO[Any] | None = None) -> None:
+        message = redact(self.message, self.secrets)
         if self.as_json:
-            data = {"error": self.message}
+            data = {"error": message}
             if self.option:
                 data["option"] = self.option
             if self.setting:
@@ -57,7 +61,7 @@ class CliError(click.ClickException):
             click.echo(json_text(data))
             return
         hint = f" ({self.hint})" if self.hint else ""
-        click.echo(f"Error: {visible(self.message, keep='')}{hint}", err=True)
+        click.echo(f"Error: {visible(message, keep='')}{hint}", err=True)
 
 
 class UsageFailure(CliError):

@@ -1,5 +1,6 @@
 """Commands that set up and run the service: migrate, declare, run."""
 
+import json
 import signal
 import sys
 import threading
@@ -11,7 +12,9 @@ from worker.config import Settings
 from worker.db.migrate import migrate as apply_migrations
 from worker.logs import configure_logging
 from worker.messaging.broker import connect_declared
+from worker.messaging.definitions import definitions, vhost_of
 from worker.messaging.topology import Topology
+from worker.redaction import secrets_in
 from worker.runner import WORKERS, run_workers
 
 
@@ -27,10 +30,20 @@ def migrate(settings: Settings) -> None:
 
 
 @click.command()
+@click.option(
+    "--print-definitions",
+    is_flag=True,
+    help="Print the broker users and permissions of each role as RabbitMQ definitions JSON, "
+    "and declare nothing.",
+)
 @click.pass_obj
-def declare(settings: Settings) -> None:
+def declare(settings: Settings, print_definitions: bool) -> None:
     """Declare the exchanges, queues and bindings (idempotent)."""
     topology = Topology.for_settings(settings)
+    if print_definitions:
+        document = definitions(topology, vhost_of(settings.amqp_url))
+        click.echo(json.dumps(document, indent=2))
+        return
     connect_declared(settings, "cli", topology).release()
     click.echo(
         "declared exchanges "
@@ -47,7 +60,11 @@ def declare(settings: Settings) -> None:
 @click.pass_obj
 def run(settings: Settings, workers: str) -> None:
     """Run a worker (status-worker, relay, rules, dead-letter-ingester) or all, until a signal."""
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        secrets_in(settings.database_url, settings.amqp_url),
+    )
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

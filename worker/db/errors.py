@@ -28,6 +28,7 @@ from worker.errors import (
     Refused,
     Unavailable,
 )
+from worker.redaction import redact
 
 
 class ConcurrentRegistration(Exception):
@@ -88,7 +89,7 @@ def translate(error: BaseException) -> OrderStatusError:
     """The project's own error for a psycopg error (or one of ours, unchanged)."""
     if isinstance(error, OrderStatusError):
         return error
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = redact(" ".join(str(error).split())) or type(error).__name__
     if isinstance(error, ConcurrentRegistration | ConcurrentClaim):
         return ConcurrentWrite(text)
     if isinstance(error, errors.UndefinedTable):

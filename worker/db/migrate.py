@@ -15,6 +15,8 @@ from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import get_backend, read_migrations
 
+from worker.errors import DATABASE_SETTING, Misconfigured
+
 log = logging.getLogger(__name__)
 
 DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %(name)s"
@@ -44,7 +46,7 @@ def yoyo_url(database_url: str) -> str:
     params = {key: str(value) for key, value in conninfo_to_dict(database_url).items()}
     dbname = params.pop("dbname", "")
     if not dbname:
-        raise ValueError(f"the database URL names no database: {database_url!r}")
+        raise Misconfigured(DATABASE_SETTING, "the database URL names no database")
     return f"postgresql+psycopg:///{quote(dbname, safe='')}?{urlencode(params)}"
 
 
@@ -57,7 +59,7 @@ def create_database_if_missing(database_url: str) -> bool:
     params = conninfo_to_dict(database_url)
     name = str(params.get("dbname") or "")
     if not name:
-        raise ValueError(f"the database URL names no database: {database_url!r}")
+        raise Misconfigured(DATABASE_SETTING, "the database URL names no database")
     try:
         psycopg.connect(database_url, connect_timeout=5).close()
     except psycopg.OperationalError:

@@ -9,6 +9,7 @@ import kombu.exceptions
 
 from worker.config import Settings
 from worker.errors import Unavailable
+from worker.messaging.tls import split_tls
 from worker.messaging.topology import Topology, declare_topology
 
 MIN_READ_SECONDS = 0.001
@@ -25,8 +26,10 @@ class BrokerConnectionLost(Unavailable):
 
 def connect_broker(settings: Settings, role: str) -> Any:
     """Open a kombu connection named after `role` (shown in the management UI)."""
+    url, tls = split_tls(settings.amqp_url)
     connection = kombu.Connection(
-        settings.amqp_url,
+        url,
+        ssl=tls.kombu_options() if tls else False,
         heartbeat=settings.heartbeat_seconds,
         connect_timeout=5,
         transport_options={

@@ -14,6 +14,7 @@ import kombu.exceptions
 import pika.exceptions
 
 from worker.errors import BROKER_SETTING, Misconfigured, OrderStatusError, Unavailable
+from worker.redaction import redact
 
 _LASTING_AMQP_ERRORS: tuple[type[BaseException], ...] = (
     amqp.exceptions.AccessRefused,
@@ -22,6 +23,10 @@ _LASTING_AMQP_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.ProbableAccessDeniedError,
     pika.exceptions.AuthenticationError,
 )
+
+# What a TLS handshake says when the setup is wrong: the certificate (chain or
+# name) was refused, or the port does not speak TLS. pika wraps the SSL error.
+_TLS_SETUP_FAULTS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
 
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -39,11 +44,13 @@ def translate(error: BaseException) -> OrderStatusError:
     cause = error.__cause__ if isinstance(error, kombu.exceptions.OperationalError) else None
     if isinstance(error, _LASTING_AMQP_ERRORS) or isinstance(cause, _LASTING_AMQP_ERRORS):
         return Misconfigured(BROKER_SETTING, f"RabbitMQ refused: {_text(cause or error)}")
+    if any(marker in _text(error) for marker in _TLS_SETUP_FAULTS):
+        return Misconfigured(BROKER_SETTING, f"TLS to RabbitMQ failed: {_text(cause or error)}")
     return Unavailable("RabbitMQ", _text(error))
 
 
 def _text(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    text = redact(" ".join(str(error).split()))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

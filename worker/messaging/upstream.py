@@ -11,6 +11,7 @@ import pika.exceptions
 
 from contracts import COMMANDS_BY_TYPE, Command
 from worker.messaging.errors import translated
+from worker.messaging.tls import pika_parameters
 from worker.messaging.topology import Topology
 
 NOT_FOUND = 404
@@ -34,7 +35,7 @@ def publish_command(
         app_id="order-status-cli",
         timestamp=int(time.time()),
     )
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection = pika.BlockingConnection(pika_parameters(amqp_url))
     try:
         channel = connection.channel()
         channel.confirm_delivery()

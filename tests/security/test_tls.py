@@ -143,7 +143,7 @@ def test_migrate_declare_workers_and_a_producer_work_over_tls(tls_servers: TlsSe
 
 
 def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr  # a setting to fix
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -157,7 +157,7 @@ def test_a_broker_certificate_from_another_ca_is_refused_in_one_line(
     line = one_line_error(
         cli("declare", database_url="", amqp_url=other, namespace=f"tls-{uuid4().hex[:6]}")
     )
-    assert line.startswith("Error: cannot reach RabbitMQ: TLS to RabbitMQ failed:")
+    assert line.startswith("Error: TLS to RabbitMQ failed:")
     assert "CERTIFICATE_VERIFY_FAILED" in line
     assert line.endswith("(check ORDERS_AMQP_URL)")
 

@@ -7,14 +7,13 @@ from typing import Any
 
 import click
 
-from worker.cli.output import ExitCode
+from worker.cli.errors import UsageFailure
 from worker.config import Settings
 from worker.db.connection import connect
 from worker.db.current_state import PostgresCurrentState
 from worker.db.dead_letters import PostgresDeadLetterStore
 from worker.db.errors import translated
 from worker.durations import parse_duration
-from worker.errors import OrderStatusError
 from worker.services.dead_letters import UnknownReason
 
 STATES = ("dead", "replayed", "purged")
@@ -57,12 +56,6 @@ class Duration(click.ParamType[timedelta, Any]):
             self.fail(str(error), param, ctx)
 
 
-class OptionRefused(click.ClickException):
-    """An option value the store cannot match: one line, exit status 2."""
-
-    exit_code = ExitCode.USAGE
-
-
 @contextmanager
 def open_store(
     settings: Settings,
@@ -74,9 +67,7 @@ def open_store(
         with conn:
             yield PostgresDeadLetterStore(conn), PostgresCurrentState(conn)
     except UnknownReason as error:
-        raise OptionRefused(f"--reason: {error}") from error
-    except OrderStatusError as error:
-        raise click.ClickException(str(error)) from error
+        raise UsageFailure(f"--reason: {error}", option="--reason") from error
 
 
 def one_selector(**selectors: Any) -> None:

@@ -137,6 +137,8 @@ FAILURES = (
 _SHOWN_AS: list[tuple[type[Exception] | tuple[type[Exception], ...], Callable[[Any], CliError]]] = [
     (CliError, lambda error: error),
     (click.UsageError, _usage_error),
+    # Not a setting to change but a step to take (migrate; drain and redeclare): exit 1.
+    ((SchemaMissing, TopologyMismatch), lambda error: CliError(str(error), setting=error.setting)),
     (Misconfigured, lambda error: UsageFailure(str(error), setting=error.setting)),
     (Unavailable, _unavailable),
     (NotFound, lambda error: NotFoundFailure(str(error))),

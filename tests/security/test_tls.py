@@ -181,7 +181,7 @@ def test_a_database_certificate_that_does_not_check_out_is_refused_in_one_line(
     else:
         url = postgres.url("postgres", certificates.ca, host="db.example.com", hostaddr="127.0.0.1")
     line = one_line_error(cli("migrate", database_url=url, amqp_url="", namespace="tls-db"))
-    assert line.startswith("Error: cannot use PostgreSQL: cannot connect to PostgreSQL:")
+    assert line.startswith("Error: cannot connect to PostgreSQL:")
     assert "certificate" in line
     assert line.endswith("(check ORDERS_DATABASE_URL)")
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from contracts import OrderCreated, OrderStatusChanged
 from worker.config import Settings
 from worker.db.connection import Database
-from worker.db.rules_store import find_stays, record_verdicts
+from worker.db.rules_store import DatabaseRulesStore
 from worker.db.workflow_store import WorkflowCache
 from worker.kernel.attempts import AttemptRunner
 from worker.kernel.consumer import Consumer
@@ -27,9 +27,9 @@ from worker.kernel.ports import Keepalive
 from worker.messaging.event_decoding import Ignored, decode_event
 from worker.messaging.topology import RULE_TRIGGER_EVENTS
 from worker.rules.engine import Verdict, judge
-from worker.rules.facts import Stay, TriggerEvent, from_order_created, from_status_changed
+from worker.rules.facts import TriggerEvent, from_order_created, from_status_changed
 from worker.rules.loading import RuleSet, check_statuses, load_rules
-from worker.rules.stay_scan import Keyset, StayScan, log_verdicts
+from worker.rules.stay_scan import StayScan, log_verdicts
 from worker.wiring import WorkerParts
 
 log = logging.getLogger(__name__)
@@ -43,27 +43,21 @@ class JudgeRules:
     """The rules worker's handler: each event judged and recorded in its own transaction."""
 
     def __init__(
-        self, settings: Settings, rules: RuleSet, attempts: AttemptRunner, parts: WorkerParts
+        self,
+        settings: Settings,
+        rules: RuleSet,
+        store: DatabaseRulesStore,
+        attempts: AttemptRunner,
+        scan: StayScan,
     ) -> None:
         self._settings = settings
         self._rules = rules
+        self._store = store
         self._attempts = attempts
-        self._database = Database(settings, ROLE)
-        self._workflows = WorkflowCache(settings.workflow_refresh_seconds)
-        self.scan = StayScan(
-            rules,
-            every_seconds=settings.rules_scan_seconds,
-            max_depth=settings.rules_max_depth,
-            find_stays=self._find_stays,
-            record=self._record,
-            attempts=attempts,
-            stopping=parts.stopping,
-        )
+        self._scan = scan
 
     def prepare(self) -> None:
-        with self._database.use() as connection:
-            workflow = self._workflows.current(connection)
-        check_statuses(self._rules, workflow, self._settings.rules_file)
+        check_statuses(self._rules, self._store.workflow(), self._settings.rules_file)
 
     def handle(self, batch: Sequence[Delivery], keepalive: Keepalive) -> list[Disposition]:
         return [self._handle_one(delivery, keepalive) for delivery in batch]
@@ -74,9 +68,7 @@ class JudgeRules:
             case Poison():
                 return decoded
             case Ignored():
-                log.debug(
-                    "event ignored", extra={**delivery.log_context(), "type": decoded.type_name}
-                )
+                log.debug("event ignored", extra={"type": decoded.type_name})
                 return Done()
             case OrderCreated():
                 event = from_order_created(decoded)
@@ -102,32 +94,23 @@ class JudgeRules:
             verdicts = judge(self._rules, event, self._settings.rules_max_depth, now)
         except Exception as error:  # a bug in judging costs this event, not the worker
             raise JudgingFailed(f"judging failed: {type(error).__name__}: {error}") from error
-        self._record(event, verdicts, now)
+        self._store.record(event, verdicts, now)
         return [verdicts]
 
-    def _record(self, event: TriggerEvent, verdicts: list[Verdict], now: datetime) -> None:
-        with self._database.use() as connection:
-            workflow = self._workflows.current(connection)
-            record_verdicts(connection, event, verdicts, workflow, now)
-
-    def _find_stays(self, rule: str, status: str, before: datetime, after: Keyset) -> list[Stay]:
-        with self._database.use() as connection:
-            return find_stays(connection, rule, status, before, 200, after=after)
-
     def between_batches(self, keepalive: Keepalive) -> None:
-        self.scan.run_if_due(keepalive)
+        self._scan.run_if_due(keepalive)
 
     def close(self) -> None:
-        self._database.close()
+        self._store.close()
+
+
+class JudgingFailed(Exception):
+    """A rule could not be judged for an event (a bug, most likely): the event is dead-lettered."""
 
 
 def _dead_letter_reason(_event: TriggerEvent, error: Exception) -> Poison:
     detail = str(error) if isinstance(error, JudgingFailed) else f"{type(error).__name__}: {error}"
     return Poison(DeadLetterReason.APPLY_FAILED, detail)
-
-
-class JudgingFailed(Exception):
-    """A rule could not be judged for an event (a bug, most likely): the event is dead-lettered."""
 
 
 def build(
@@ -139,14 +122,22 @@ def build(
     """The rules worker, wired; an invalid rules file stops it here, before it starts."""
     parts = parts or WorkerParts.of(settings, stop)
     rule_set = rules if rules is not None else load_rules(settings.rules_file)
-    log.info(
-        "rules loaded",
-        extra={"rules_file": str(settings.rules_file), "rules": len(rule_set.rules)},
+    log.info("rules loaded", extra={"rules_file": str(settings.rules_file)})
+    store = DatabaseRulesStore(
+        Database(settings, ROLE), WorkflowCache(settings.workflow_refresh_seconds)
     )
-    handler = JudgeRules(settings, rule_set, parts.attempts(ROLE), parts)
+    attempts = parts.attempts(ROLE)
+    scan = StayScan(
+        rule_set,
+        every_seconds=settings.rules_scan_seconds,
+        max_depth=settings.rules_max_depth,
+        store=store,
+        attempts=attempts,
+        stopping=parts.stopping,
+    )
     return parts.consumer(
         ROLE,
-        handler,
+        JudgeRules(settings, rule_set, store, attempts, scan),
         [parts.topology.rules()],
         batch_size=PREFETCH,
         batch_wait_seconds=TAKE_WHAT_HAS_ARRIVED_SECONDS,

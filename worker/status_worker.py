@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from worker.config import Settings
-from worker.db.apply import apply_commands
+from worker.db.apply import DatabaseCommandStore
 from worker.db.connection import Database
 from worker.db.workflow_store import WorkflowCache
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
-from worker.errors import Refused
 from worker.kernel.attempts import AttemptRunner, as_dispositions
 from worker.kernel.consumer import Consumer
 from worker.kernel.delivery import Delivery
@@ -44,34 +43,6 @@ class CommandStore(Protocol):
         """Apply `commands` in one transaction, in order; one result each."""
 
     def close(self) -> None: ...
-
-
-class DatabaseCommandStore:
-    """Applies commands to PostgreSQL with the workflow as last read."""
-
-    def __init__(self, database: Database, workflows: WorkflowCache) -> None:
-        self._database = database
-        self._workflows = workflows
-
-    def check(self) -> None:
-        with self._database.use() as connection:
-            self._workflows.current(connection)
-
-    def apply(self, commands: Sequence[IncomingCommand]) -> Sequence[ApplyResult]:
-        try:
-            return self._apply(commands)
-        except Refused:
-            # A status retired since the workflow was read fails a foreign key; decided
-            # again with the current workflow, it becomes a business rejection instead.
-            self._workflows.expire()
-            return self._apply(commands)
-
-    def _apply(self, commands: Sequence[IncomingCommand]) -> Sequence[ApplyResult]:
-        with self._database.use() as connection:
-            return apply_commands(connection, self._workflows.current(connection), commands)
-
-    def close(self) -> None:
-        self._database.close()
 
 
 class ApplyCommands:

@@ -22,11 +22,13 @@ from psycopg import Cursor
 from contracts import OrderSnapshot
 from worker.db import inbox
 from worker.db.batch_write import write_batch
-from worker.db.connection import Connection
+from worker.db.connection import Connection, Database
+from worker.db.workflow_store import WorkflowCache
 from worker.domain.batch import KnownOrder, plan_batch
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
 from worker.domain.workflow import Workflow
+from worker.errors import Refused
 
 LOCK_ORDERS = """
 SELECT order_number, status, version, amount, currency, customer_id, customer_type, order_date,
@@ -50,6 +52,34 @@ def apply_commands(
         plan = plan_batch(batch, orders, recorded, workflow, now)
         write_batch(cur, plan, now)
     return plan.results
+
+
+class DatabaseCommandStore:
+    """Applies commands to PostgreSQL with the workflow as last read."""
+
+    def __init__(self, database: Database, workflows: WorkflowCache) -> None:
+        self._database = database
+        self._workflows = workflows
+
+    def check(self) -> None:
+        with self._database.use() as connection:
+            self._workflows.current(connection)
+
+    def apply(self, commands: Sequence[IncomingCommand]) -> Sequence[ApplyResult]:
+        try:
+            return self._apply(commands)
+        except Refused:
+            # A status retired since the workflow was read fails a foreign key; decided
+            # again with the current workflow, it becomes a business rejection instead.
+            self._workflows.expire()
+            return self._apply(commands)
+
+    def _apply(self, commands: Sequence[IncomingCommand]) -> Sequence[ApplyResult]:
+        with self._database.use() as connection:
+            return apply_commands(connection, self._workflows.current(connection), commands)
+
+    def close(self) -> None:
+        self._database.close()
 
 
 def _known_orders(cur: Cursor[Any]) -> dict[str, KnownOrder]:

@@ -28,8 +28,9 @@ from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
 from worker.db import outbox
-from worker.db.connection import Connection
+from worker.db.connection import Connection, Database
 from worker.db.order_state import read_order_states
+from worker.db.workflow_store import WorkflowCache
 from worker.domain.workflow import Workflow
 from worker.rules.engine import Verdict
 from worker.rules.facts import Stay, TriggerEvent
@@ -41,6 +42,9 @@ from worker.rules.plan import (
     plan_firings,
     recorded,
 )
+
+STAYS_PAGE = 200
+"""Stays read per page by the scan for time-based rules."""
 
 CLAIM_FIRING = """
 INSERT INTO rule_firings (
@@ -194,3 +198,28 @@ def find_stays(
             },
         ).fetchall()
     return [Stay(*row) for row in rows]
+
+
+class DatabaseRulesStore:
+    """The rules worker's database: verdicts recorded and stays found, errors as our own."""
+
+    def __init__(self, database: Database, workflows: WorkflowCache) -> None:
+        self._database = database
+        self._workflows = workflows
+
+    def workflow(self) -> Workflow:
+        with self._database.use() as connection:
+            return self._workflows.current(connection)
+
+    def record(self, event: TriggerEvent, verdicts: list[Verdict], now: datetime) -> None:
+        with self._database.use() as connection:
+            record_verdicts(connection, event, verdicts, self._workflows.current(connection), now)
+
+    def find_stays(
+        self, rule: str, status: str, entered_before: datetime, after: tuple[datetime, str] | None
+    ) -> list[Stay]:
+        with self._database.use() as connection:
+            return find_stays(connection, rule, status, entered_before, STAYS_PAGE, after=after)
+
+    def close(self) -> None:
+        self._database.close()

@@ -10,10 +10,10 @@ one bad stay never holds up the others.
 
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from worker.db.rules_store import STAYS_PAGE
 from worker.errors import Misconfigured, Unavailable
 from worker.kernel.attempts import AttemptRunner
 from worker.kernel.ports import Keepalive
@@ -25,12 +25,18 @@ from worker.rules.spec import StayedInStatusTrigger
 
 log = logging.getLogger(__name__)
 
-SCAN_BATCH = 200
-
 Keyset = tuple[datetime, str] | None
 """Where the next page of stays begins: the last stay's entered_at and order number."""
-FindStays = Callable[[str, str, datetime, Keyset], list[Stay]]
-Record = Callable[[TriggerEvent, list[Verdict], datetime], None]
+
+
+class StayStore(Protocol):
+    """Where stays are found and verdicts recorded (`worker.db.rules_store.DatabaseRulesStore`)."""
+
+    def find_stays(
+        self, rule: str, status: str, entered_before: datetime, after: Keyset
+    ) -> list[Stay]: ...
+
+    def record(self, event: TriggerEvent, verdicts: list[Verdict], now: datetime) -> None: ...
 
 
 class StayScan:
@@ -42,16 +48,16 @@ class StayScan:
         *,
         every_seconds: float,
         max_depth: int,
-        find_stays: FindStays,
-        record: Record,
+        store: StayStore,
         attempts: AttemptRunner,
         stopping: Stopping,
     ) -> None:
         self._rules = rules
         self._every = every_seconds
         self._max_depth = max_depth
-        self._find_stays = find_stays
-        self._record = record
+        self._find_stays = store.find_stays
+        self._record = store.record
+        self._page = STAYS_PAGE
         self._attempts = attempts
         self._stopping = stopping
         self._next_scan = 0.0
@@ -75,7 +81,7 @@ class StayScan:
             stays = retrying(self._find_stays, rule.name, trigger.stayed_in, entered_before, after)
             for stay in stays:
                 self._judge_stay(rule, stay, keepalive)
-            if len(stays) < SCAN_BATCH:
+            if len(stays) < self._page:
                 return
             after = (stays[-1].entered_at, stays[-1].order_number)
             keepalive()  # a long scan must not miss the broker's heartbeats

@@ -66,7 +66,6 @@ class FakeSession:
     acked: list[int] = field(default_factory=list)
     consumed: list[str] = field(default_factory=list)
     closed: bool = False
-    cancelled: bool = False
 
     def __post_init__(self) -> None:
         self._publisher = FakePublisher(self.journal)
@@ -89,9 +88,6 @@ class FakeSession:
     def ack_through(self, delivery: Delivery) -> None:
         self.acked.append(delivery.delivery_tag)
         self.journal.append(f"ack {delivery.delivery_tag}")
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
     def serve(self) -> None:
         self.journal.append("serve")

@@ -121,7 +121,9 @@ class Consumer:
                     self.process(batch, session)
                 if not self._stopping.requested():
                     self._handler.between_batches(session.serve)
-            session.cancel()
+            # Never cancelled, only closed: a quorum queue puts the deliveries in flight at a
+            # basic.cancel behind later messages, so after a restart a later command of an
+            # order would overtake an earlier one; closing returns every unacked one in place.
             self._hooks.readiness_changed(role, False, "stopping")
             self._hooks.session_stopped(role, None)
         finally:

@@ -54,9 +54,6 @@ class Session(Protocol):
     def ack_through(self, delivery: Delivery) -> None:
         """Ack `delivery` and every delivery before it on this session."""
 
-    def cancel(self) -> None:
-        """Stop taking deliveries; those received and not acked go back to their queue."""
-
     def serve(self) -> None:
         """Read what the broker sent and send our heartbeat if due."""
 

@@ -109,12 +109,6 @@ class AmqpSession:
         with translated():
             self._channel.basic_ack(delivery.delivery_tag, multiple=True)
 
-    def cancel(self) -> None:
-        with translated():
-            for consumer in self._consumers:
-                consumer.cancel()
-        self._consumers = []
-
     def serve(self) -> None:
         with translated():
             serve(self._connection)

@@ -52,6 +52,7 @@ class StoreDeadLetters:
             key=lambda record: record.fingerprint,
             keepalive=keepalive,
             culprit=lambda record, error: self._store_plainly(record, error, keepalive),
+            wait_out_contention=True,  # the dead-letter queue has no tier to wait in
         )
         for record in records:
             log.info(
@@ -78,7 +79,8 @@ class StoreDeadLetters:
             exc_info=error,
             extra={"message_id": record.message_id, "reason": record.reason},
         )
-        self._attempts.until_available(self._store, [without_headers(record, error)], keepalive)
+        plain = [without_headers(record, error)]
+        self._attempts.in_place(self._store, plain, keepalive, contention_too=True)
 
     def between_batches(self, keepalive: Keepalive) -> None:
         """Nothing periodic."""
@@ -122,14 +124,11 @@ def record_of(delivery: Delivery, delivery_limit: int) -> DeadLetterRecord:
         return undescribed(delivery.body, delivery.exchange, delivery.routing_key, error)
 
 
-def build(settings: Settings, stop: threading.Event, parts: WorkerParts | None = None) -> Consumer:
+def build(settings: Settings, stop: threading.Event) -> Consumer:
     """The ingester, wired: its handler on the kernel's consumer."""
-    parts = parts or WorkerParts.of(settings, stop)
-    handler = StoreDeadLetters(
-        Database(settings, ROLE), parts.attempts(ROLE), settings.delivery_limit
-    )
+    parts = WorkerParts.of(ROLE, settings, stop)
+    handler = StoreDeadLetters(Database(settings, ROLE), parts.attempts(), settings.delivery_limit)
     return parts.consumer(
-        ROLE,
         handler,
         [parts.topology.dead_letters()],
         batch_size=BATCH_SIZE,

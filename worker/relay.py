@@ -20,8 +20,8 @@ from worker.config import Settings
 from worker.db import outbox
 from worker.db.connection import Connection, connect
 from worker.db.errors import translated
-from worker.errors import Unavailable
-from worker.kernel.sessions import run_sessions
+from worker.errors import Contention, Unavailable
+from worker.kernel.sessions import Ready, run_sessions
 from worker.messaging.amqp_session import AmqpSession
 from worker.messaging.broker import serve
 from worker.messaging.publisher import ConfirmedPublisher
@@ -81,9 +81,9 @@ class OutboxRelay:
 
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self._settings = settings
-        self._parts = WorkerParts.of(settings, stop)
+        self._parts = WorkerParts.of(ROLE, settings, stop)
         self._stopping = self._parts.stopping
-        self._attempts = self._parts.attempts(ROLE)
+        self._attempts = self._parts.attempts()
         self._topology = self._parts.topology
         self._batch_limit = settings.relay_batch_size
 
@@ -95,12 +95,12 @@ class OutboxRelay:
             self._relay_until_stopped,
             role=ROLE,
             max_wait_seconds=self._settings.reconnect_max_seconds,
-            give_up_after_seconds=self._settings.give_up_after_seconds,
+            patience=self._parts.patience,
             hooks=self._parts.hooks,
         )
         log.info("relay stopped")
 
-    def _relay_until_stopped(self) -> None:
+    def _relay_until_stopped(self, ready: Ready) -> None:
         with translated():
             database = connect(self._settings, ROLE, autocommit=True)
         try:
@@ -115,9 +115,11 @@ class OutboxRelay:
                     return
                 outbox.listen_for_commits(database)
                 window = _Window(session.publisher())
-                self._parts.hooks.readiness_changed(ROLE, True, None)
+                ready()
                 retrying = self._attempts.retrying(
-                    session.serve, only_if=lambda error: isinstance(error, EventRefused)
+                    session.serve,
+                    only_if=lambda error: isinstance(error, EventRefused),
+                    through_grace=False,
                 )
                 retrying(self._relay, database, broker, window)
                 self._settle_before_leaving(database, broker, window)  # a clean stop
@@ -224,7 +226,9 @@ class OutboxRelay:
         """
         retrying = self._attempts.retrying(
             lambda: serve(broker),
-            only_if=lambda error: isinstance(error, Unavailable) and not database.broken,
+            only_if=lambda error: (
+                isinstance(error, Unavailable | Contention) and not database.broken
+            ),
         )
         retrying(self._mark, database, taken)
 

@@ -117,16 +117,15 @@ def build(
     settings: Settings,
     stop: threading.Event,
     rules: RuleSet | None = None,
-    parts: WorkerParts | None = None,
 ) -> Consumer:
     """The rules worker, wired; an invalid rules file stops it here, before it starts."""
-    parts = parts or WorkerParts.of(settings, stop)
+    parts = WorkerParts.of(ROLE, settings, stop)
     rule_set = rules if rules is not None else load_rules(settings.rules_file)
     log.info("rules loaded", extra={"rules_file": str(settings.rules_file)})
     store = DatabaseRulesStore(
         Database(settings, ROLE), WorkflowCache(settings.workflow_refresh_seconds)
     )
-    attempts = parts.attempts(ROLE)
+    attempts = parts.attempts()
     scan = StayScan(
         rule_set,
         every_seconds=settings.rules_scan_seconds,
@@ -136,7 +135,6 @@ def build(
         stopping=parts.stopping,
     )
     return parts.consumer(
-        ROLE,
         JudgeRules(settings, rule_set, store, attempts, scan),
         [parts.topology.rules()],
         batch_size=PREFETCH,

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from worker import dead_letter_ingester, rules_worker, status_worker
 from worker.config import Settings
-from worker.kernel.sessions import GaveUp
+from worker.kernel.patience import GaveUp
 from worker.relay import OutboxRelay
 
 log = logging.getLogger(__name__)

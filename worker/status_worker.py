@@ -108,15 +108,14 @@ def _log_outcome(delivery: Delivery, result: ApplyResult) -> None:
         log.info("command %s", result.outcome.value, extra=context)
 
 
-def build(settings: Settings, stop: threading.Event, parts: WorkerParts | None = None) -> Consumer:
+def build(settings: Settings, stop: threading.Event) -> Consumer:
     """The status worker, wired: its handler on the kernel's consumer."""
-    parts = parts or WorkerParts.of(settings, stop)
+    parts = WorkerParts.of(ROLE, settings, stop)
     store = DatabaseCommandStore(
         Database(settings, ROLE), WorkflowCache(settings.workflow_refresh_seconds)
     )
     return parts.consumer(
-        ROLE,
-        ApplyCommands(store, parts.attempts(ROLE)),
+        ApplyCommands(store, parts.attempts()),
         [parts.topology.status_worker()],
         batch_size=settings.batch_size,
         batch_wait_seconds=settings.batch_wait_ms / 1000,

@@ -6,13 +6,14 @@ that calls these; nothing here connects until the worker runs.
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from worker.config import Settings
 from worker.kernel.attempts import AttemptRunner
 from worker.kernel.consumer import BatchHandler, Consumer, ConsumerSettings
 from worker.kernel.hooks import Hooks
+from worker.kernel.patience import Patience
 from worker.kernel.stopping import Stopping
 from worker.messaging.amqp_session import AmqpSession
 from worker.messaging.topology import Topology
@@ -20,35 +21,39 @@ from worker.messaging.topology import Topology
 
 @dataclass
 class WorkerParts:
-    """What every worker of one process shares: settings, names, the stop request, hooks."""
+    """One worker's shared parts: settings, names, the stop request, its patience, hooks."""
 
+    role: str
     settings: Settings
     topology: Topology
     stopping: Stopping
-    hooks: Hooks = field(default_factory=Hooks)
+    patience: Patience
+    hooks: Hooks
 
     @classmethod
     def of(
-        cls, settings: Settings, stop: threading.Event, hooks: Hooks | None = None
+        cls, role: str, settings: Settings, stop: threading.Event, hooks: Hooks | None = None
     ) -> "WorkerParts":
+        hooks = hooks or Hooks()
         return cls(
+            role,
             settings,
             Topology.for_settings(settings),
             Stopping(stop, settings.stop_grace_seconds),
-            hooks or Hooks(),
+            Patience(role, settings.give_up_after_seconds, hooks),
+            hooks,
         )
 
-    def attempts(self, role: str) -> AttemptRunner:
+    def attempts(self) -> AttemptRunner:
         return AttemptRunner(
             self.stopping,
+            self.patience,
             contention_retries=self.settings.contention_retries,
             max_wait_seconds=self.settings.reconnect_max_seconds,
-            role=role,
         )
 
     def consumer(
         self,
-        role: str,
         handler: BatchHandler,
         queues: Sequence[Any],
         *,
@@ -58,17 +63,17 @@ class WorkerParts:
     ) -> Consumer:
         return Consumer(
             ConsumerSettings(
-                role=role,
+                role=self.role,
                 queues=queues,
                 batch_size=batch_size,
                 batch_wait_seconds=batch_wait_seconds,
                 prefetch=prefetch,
                 reconnect_max_seconds=self.settings.reconnect_max_seconds,
-                give_up_after_seconds=self.settings.give_up_after_seconds,
             ),
             handler,
-            open_session=lambda: AmqpSession(self.settings, role, self.topology),
+            open_session=lambda: AmqpSession(self.settings, self.role, self.topology),
             topology=self.topology,
             stopping=self.stopping,
+            patience=self.patience,
             hooks=self.hooks,
         )

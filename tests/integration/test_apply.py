@@ -12,12 +12,13 @@ from contracts import CommandOutcome, RejectionReason
 from tests.support.commands import change_status, create_order, order_number
 from tests.support.waiting import eventually
 from worker.db.apply import apply_commands
-from worker.db.errors import ConcurrentClaim, ConcurrentRegistration, is_transient_database_error
+from worker.db.errors import ConcurrentClaim, ConcurrentRegistration, translate
 from worker.db.workflow_store import load_workflow
 from worker.domain.fingerprints import creation_fingerprint
 from worker.domain.incoming import IncomingCommand
 from worker.domain.outcomes import ApplyResult
 from worker.domain.workflow import Status, Workflow
+from worker.errors import Unavailable
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -384,7 +385,7 @@ def test_a_command_id_claimed_meanwhile_by_another_transaction_is_retried_as_a_r
         failure = _apply_until_other_commits(database_url, worker_conn, other, create)
 
     assert [type(error) for error in failure] == [ConcurrentClaim]
-    assert is_transient_database_error(failure[0])
+    assert isinstance(translate(failure[0]), Unavailable), "applied again, as an outage is"
     [again] = apply(worker_conn, create)
     assert (again.outcome, again.redelivered) == (CommandOutcome.UNCHANGED, True)
 

@@ -12,6 +12,8 @@ from worker.messaging.broker import BrokerConnectionLost
 from worker.messaging.errors import translate as from_broker
 from worker.messaging.publisher import MessageUnroutable
 
+CONNECTING = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+
 
 @pytest.mark.parametrize(
     "error",
@@ -49,7 +51,9 @@ def test_locks_deadlocks_and_timeouts_are_contention(error: Exception) -> None:
             'connection failed: connection to server at "127.0.0.1", port 5999 failed: '
             "Connection refused"
         ),
-        psycopg.OperationalError("FATAL: the database system is starting up"),
+        psycopg.OperationalError(f"{CONNECTING}FATAL: the database system is starting up"),
+        psycopg.OperationalError("consuming input failed: SSL SYSCALL error: EOF detected"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
         ConcurrentRegistration("SO-1"),
     ],
 )
@@ -63,8 +67,11 @@ def test_outages_and_races_are_unavailable_and_clear_by_themselves(error: Except
         (errors.UndefinedTable("no table"), "order-status migrate"),
         (errors.InsufficientPrivilege("permission denied for table orders"), "permission"),
         (psycopg.ProgrammingError('missing "=" after "not-a-url"'), "not usable"),
-        (psycopg.OperationalError('FATAL:  database "nosuch" does not exist'), "nosuch"),
-        (psycopg.OperationalError("FATAL:  password authentication failed"), "authentication"),
+        (
+            psycopg.OperationalError(f'{CONNECTING}FATAL:  database "nosuch" does not exist'),
+            "nosuch",
+        ),
+        (psycopg.OperationalError(f"{CONNECTING}FATAL:  password authentication failed"), "auth"),
     ],
 )
 def test_faults_that_last_are_misconfiguration_naming_the_setting(

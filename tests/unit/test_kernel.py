@@ -3,6 +3,7 @@
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
@@ -26,8 +27,8 @@ from worker.kernel.dispositions import (
     RetryLater,
 )
 from worker.kernel.hooks import Hooks
+from worker.kernel.patience import GaveUp, Patience
 from worker.kernel.ports import Keepalive
-from worker.kernel.sessions import GaveUp
 from worker.kernel.stopping import Stopped, Stopping
 from worker.messaging.topology import Topology
 from worker.status_worker import ApplyCommands
@@ -94,6 +95,7 @@ def consumer(
     hooks: Hooks | None = None,
     give_up_after: float = 60.0,
     grace: float = 5.0,
+    reconnect_max: float = 0.01,
 ) -> Consumer:
     settings = ConsumerSettings(
         role="status-worker",
@@ -101,8 +103,7 @@ def consumer(
         batch_size=10,
         batch_wait_seconds=0.0,
         prefetch=20,
-        reconnect_max_seconds=0.01,
-        give_up_after_seconds=give_up_after,
+        reconnect_max_seconds=reconnect_max,
     )
     opened = iter(sessions)
     return Consumer(
@@ -111,6 +112,7 @@ def consumer(
         open_session=lambda: next(opened),
         topology=TOPOLOGY,
         stopping=Stopping(stop, grace),
+        patience=Patience("status-worker", give_up_after, hooks or Hooks()),
         hooks=hooks,
     )
 
@@ -274,6 +276,20 @@ def test_a_fault_that_does_not_clear_is_said_once_then_the_worker_gives_up(
     assert "ready=False" in hooks.calls
 
 
+def test_a_stop_ends_a_reconnection_wait_at_once() -> None:
+    stop = threading.Event()
+
+    class Down(ScriptedHandler):
+        def prepare(self) -> None:
+            raise Unavailable("PostgreSQL", "refused")
+
+    # Waits of 0.2, 0.4, 0.8 and 1.6 s: the stop comes during the fourth.
+    threading.Timer(1.0, stop.set).start()
+    began = time.monotonic()
+    consumer(Down(), [], stop, grace=30.0, reconnect_max=30.0).run()
+    assert time.monotonic() - began < 1.4
+
+
 def test_a_bug_in_a_handler_ends_the_worker_at_once() -> None:
     class Buggy(ScriptedHandler):
         def prepare(self) -> None:
@@ -286,9 +302,12 @@ def test_a_bug_in_a_handler_ends_the_worker_at_once() -> None:
 # -- the attempt runner ----------------------------------------------------------------------------
 
 
-def runner(stop: threading.Event | None = None, grace: float = 5.0) -> AttemptRunner:
+def runner(
+    stop: threading.Event | None = None, grace: float = 5.0, give_up_after: float = 60.0
+) -> AttemptRunner:
     stopping = Stopping(stop or threading.Event(), grace)
-    return AttemptRunner(stopping, contention_retries=2, max_wait_seconds=0.01, role="test")
+    patience = Patience("test", give_up_after, Hooks())
+    return AttemptRunner(stopping, patience, contention_retries=2, max_wait_seconds=0.01)
 
 
 def test_an_outage_is_waited_out_in_place_holding_the_batch() -> None:
@@ -333,12 +352,56 @@ def test_a_batch_that_fails_for_one_item_is_split_and_only_that_item_is_poison()
     assert result[2] == "done c"
 
 
-def test_misconfiguration_is_not_retried_here() -> None:
-    def work(items: Sequence[str]) -> list[str]:
-        raise Misconfigured("ORDERS_DATABASE_URL", "permission denied")
+def test_misconfiguration_mid_batch_is_waited_out_holding_the_batch_then_given_up_on() -> None:
+    tries: list[int] = []
 
-    with pytest.raises(Misconfigured):
-        runner().run(["a"], work, key=str, keepalive=lambda: None)
+    def work(items: Sequence[str]) -> list[str]:
+        tries.append(1)
+        raise Misconfigured("ORDERS_DATABASE_URL", "permission denied for table order_lines")
+
+    with pytest.raises(GaveUp, match="permission denied"):
+        runner(give_up_after=0.05).run(["a", "b"], work, key=str, keepalive=lambda: None)
+    assert len(tries) > 1, "tried again in place, not handed back at once"
+
+
+def test_a_fixed_misconfiguration_is_forgotten_so_a_later_one_gets_all_its_time() -> None:
+    patience = Patience("test", 0.2, Hooks())
+    patience.judge(Misconfigured("ORDERS_DATABASE_URL", "permission denied"))
+    time.sleep(0.25)
+    patience.recovered()
+    patience.judge(Misconfigured("ORDERS_DATABASE_URL", "permission denied"))  # no GaveUp
+
+
+def test_busy_rows_can_be_waited_out_by_a_handler_with_no_tier_to_send_to() -> None:
+    tries: list[int] = []
+
+    def work(items: Sequence[str]) -> list[str]:
+        tries.append(1)
+        if len(tries) < 6:
+            raise Contention("QueryCanceled: statement timeout", kind="QueryCanceled")
+        return [f"stored {item}" for item in items]
+
+    result = runner().run(
+        ["a", "b"], work, key=str, keepalive=lambda: None, wait_out_contention=True
+    )
+    assert result == ["stored a", "stored b"]
+
+
+def test_isolating_a_culprit_still_holds_an_order_back_behind_a_busy_command() -> None:
+    def work(items: Sequence[str]) -> list[str]:
+        if "bad" in items:
+            raise Refused("CheckViolation: x")
+        if "A:1" in items:
+            raise Contention("LockNotAvailable: busy", kind="LockNotAvailable")
+        return [f"done {item}" for item in items]
+
+    first, second, third = runner().run(
+        ["A:1", "bad", "A:2"], work, key=lambda item: item.split(":")[0], keepalive=lambda: None
+    )
+    assert isinstance(first, RetryLater)
+    assert isinstance(second, Poison)
+    assert isinstance(third, HeldBackItem)
+    assert third.behind == "A:1"
 
 
 def test_an_outage_that_outlasts_the_stop_grace_gives_the_batch_back() -> None:

@@ -1,14 +1,17 @@
-"""Database failures, sorted in one place by what the worker should do about them.
+"""Database failures translated, in one place, into the project's own types (`worker.errors`).
 
 - A data or integrity error (SQLSTATE classes 22 and 23) may be the command's
-  own fault: the batch is split, and a command that still fails alone is
-  dead-lettered.
+  own fault: `Refused`. The batch is split, and a command that still fails
+  alone is dead-lettered.
 - A lock timeout, deadlock, serialization failure or statement timeout is
-  contention around this batch's rows: retried in place a few times, then the
-  commands that still meet it wait in the retry tiers.
-- Every other database error is the surroundings' fault (a connection lost
-  or a backend terminated, a read-only server after a failover, a missing
-  privilege or migration): the worker holds its messages and retries for as
+  `Contention` around this batch's rows: retried in place a few times, then
+  the commands that still meet it wait in the retry tiers.
+- A fault of the setup that will not clear by itself (a missing database,
+  role, privilege or schema; a login or certificate refused on connecting) is
+  `Misconfigured`, naming `ORDERS_DATABASE_URL`.
+- Every other database error is `Unavailable`, the surroundings' fault (a
+  connection lost or a backend terminated, a server restarting, a read-only
+  server after a failover): the worker holds its messages and retries for as
   long as it takes, so nothing valid is ever dead-lettered because the
   database was unwell.
 """
@@ -44,13 +47,6 @@ def is_command_fault(error: BaseException) -> bool:
     return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
 
 
-def is_transient_database_error(error: BaseException) -> bool:
-    """A database failure that retrying later can cure."""
-    if isinstance(error, ConcurrentRegistration | ConcurrentClaim):
-        return True
-    return isinstance(error, psycopg.Error) and not is_command_fault(error)
-
-
 CONTENTION = (
     psycopg.errors.LockNotAvailable,
     psycopg.errors.DeadlockDetected,
@@ -64,22 +60,16 @@ def is_contention(error: BaseException) -> bool:
     return isinstance(error, CONTENTION)
 
 
-class ContentionPersists(Exception):
-    """The work met a lock, deadlock or serialization failure every time it was tried."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(repr(error))
-        self.error = error
-
-
-# What a refused connection says when it will not clear by itself.
+# What a refused connection says when it will not clear by itself. Only messages about
+# opening a connection count: one lost mid-transaction ("SSL SYSCALL error: EOF
+# detected", "server closed the connection unexpectedly") is an outage.
+_CONNECTING = ("connection failed:", "connection is bad:")
 _LASTING_CONNECT_FAILURES = (
     "does not exist",  # database or role
     "authentication failed",
     "no pg_hba.conf entry",
     "invalid",  # an option or sslmode value
     "certificate",
-    "SSL",
 )
 # SQLSTATE classes and codes that name a lasting fault of the setup, not of the moment.
 _LASTING_SQLSTATES = ("28", "3D", "42501", "42P01", "42883", "0A")
@@ -114,7 +104,9 @@ def _lasting_setup_fault(error: BaseException, text: str) -> str | None:
     if sqlstate.startswith(_LASTING_SQLSTATES):
         return f"PostgreSQL refused: {text}"
     passing = "starting up" in text or "shutting down" in text
-    refused_for_good = any(marker in text for marker in _LASTING_CONNECT_FAILURES)
+    refused_for_good = text.startswith(_CONNECTING) and any(
+        marker in text for marker in _LASTING_CONNECT_FAILURES
+    )
     if isinstance(error, psycopg.OperationalError) and not sqlstate and not passing:
         return f"cannot connect to PostgreSQL: {text}" if refused_for_good else None
     return None

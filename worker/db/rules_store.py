@@ -14,8 +14,8 @@ to decide here is what only the database knows:
   which is then recorded as failed with the error, and the other rules of the
   event are still written.
 
-Driver errors leave this module as psycopg raised them: the rules worker sorts
-them itself (`worker.db.errors.is_transient_database_error`, `is_contention`).
+Driver errors leave the functions as psycopg raised them; `DatabaseRulesStore`,
+which the rules worker uses, translates them into the project's own types.
 """
 
 from collections.abc import Sequence

@@ -1,21 +1,28 @@
 """One attempt runner for a handler's database work, with the same dispositions for all workers.
 
-- Unavailable (a server is down or restarting): retried in place, holding the
+- `Unavailable` (a server down or restarting): retried in place, holding the
   batch, with capped backoff, for as long as it takes (and through a stop's
   grace period): an outage must neither use up a queue's delivery limit nor
   dead-letter valid work.
-- Contention (lock timeout, deadlock, serialization failure): retried in place
-  a few times; then the items are tried one at a time, and those that still
-  meet it wait in a retry tier. An item whose key (its order) has an earlier
-  item waiting is held back behind it, so per-key order holds.
-- Misconfigured: not retried here; it ends the session (see `sessions`).
-- Anything else: the batch is split to isolate the culprit, and the culprit
-  alone becomes poison (`apply_failed`), unless the handler says otherwise.
+- `Misconfigured` (a privilege missing, the schema gone): retried in place too,
+  holding the batch, but said once and given up on after the worker's patience
+  (`patience.GaveUp`): handing the batch back on every try would spend the
+  queue's delivery limit on valid work.
+- `Contention` (lock timeout, deadlock, serialization failure): retried in
+  place `contention_retries` times; then the items are tried one at a time, and
+  those that still meet it wait in a retry tier (`RetryLater`), unless the
+  handler has no tier to send them to (`wait_out_contention`).
+- Anything else (`Refused`, a bug): the items are tried one at a time, and the
+  culprit alone becomes poison (`apply_failed`), or what the handler's
+  `culprit` makes of it.
+
+Whenever items are tried one at a time, a later item whose key (its order) has
+an earlier item waiting in a tier is held back behind it, so per-key order holds.
 """
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
 
@@ -28,6 +35,7 @@ from worker.kernel.dispositions import (
     Poison,
     RetryLater,
 )
+from worker.kernel.patience import GaveUp, Patience
 from worker.kernel.ports import Keepalive
 from worker.kernel.stopping import Stopped, Stopping
 
@@ -35,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Work = Callable[[Sequence[Item]], Sequence[Result]]
 
 
 class HeldBackItem:
@@ -69,10 +78,10 @@ def as_dispositions(
     return dispositions
 
 
-def _default_culprit(_item: object, error: Exception) -> Poison:
-    detail = (
-        str(error) if isinstance(error, OrderStatusError) else f"{type(error).__name__}: {error}"
-    )
+def apply_failed(_item: object, error: Exception) -> Poison:
+    """The default culprit: poison, with what went wrong."""
+    own = isinstance(error, OrderStatusError)
+    detail = str(error) if own else f"{type(error).__name__}: {error}"
     return Poison(DeadLetterReason.APPLY_FAILED, detail)
 
 
@@ -82,172 +91,143 @@ class AttemptRunner:
     def __init__(
         self,
         stopping: Stopping,
+        patience: Patience,
         *,
         contention_retries: int,
         max_wait_seconds: float,
-        role: str,
     ) -> None:
         self._stopping = stopping
+        self._patience = patience
         self._contention_retries = contention_retries
         self._max_wait = max_wait_seconds
-        self._role = role
 
     def run(
         self,
         items: Sequence[Item],
-        work: Callable[[Sequence[Item]], Sequence[Result]],
+        work: Work[Item, Result],
         *,
         key: Callable[[Item], str],
         keepalive: Keepalive,
-        culprit: Callable[[Item, Exception], Result | Poison] = _default_culprit,
+        culprit: Callable[[Item, Exception], Result | Poison] = apply_failed,
+        wait_out_contention: bool = False,
     ) -> list[Result | Outcome]:
         """Return one entry per item, in order: `work`'s result for it, or what became of it."""
-        attempt = _Attempt(
-            self,
-            work,
-            key=key,
-            keepalive=keepalive,
-            culprit=culprit,
-            contention_retries=self._contention_retries,
+        if not items:
+            return []
+        patient = wait_out_contention
+        try:
+            return list(self.in_place(work, items, keepalive, contention_too=patient))
+        except (Unavailable, Misconfigured, Stopped, GaveUp):
+            raise
+        except Contention as error:
+            why: Exception = error
+        except Exception as error:
+            why = error
+        if len(items) == 1:
+            [item] = items
+            return [self._alone(item, why, culprit)]
+        log.warning(
+            "batch failed (%s); trying its %d items one at a time",
+            why,
+            len(items),
+            extra={"error": repr(why)},
         )
-        return attempt.run(items, self._contention_retries)
+        waiting: dict[str, Item] = {}
+        results: list[Result | Outcome] = []
+        for item in items:
+            item_key = key(item)
+            if item_key in waiting:
+                results.append(HeldBackItem(waiting[item_key], f"{item_key} waits in a tier"))
+                continue
+            [result] = self.run(
+                [item],
+                work,
+                key=key,
+                keepalive=keepalive,
+                culprit=culprit,
+                wait_out_contention=patient,
+            )
+            if isinstance(result, RetryLater):
+                waiting[item_key] = item
+            results.append(result)
+        return results
 
-    def until_available(
+    def _alone(
+        self, item: Item, error: Exception, culprit: Callable[[Item, Exception], Result | Poison]
+    ) -> Result | Outcome:
+        if isinstance(error, Contention):
+            return RetryLater(error.kind, str(error).strip())
+        log.error("message cannot be handled: %s", error, exc_info=error)
+        return culprit(item, error)
+
+    def in_place(
         self,
-        work: Callable[[Sequence[Item]], Sequence[Result]],
+        work: Work[Item, Result],
         items: Sequence[Item],
         keepalive: Keepalive,
-        contention_retries: int = 0,
+        *,
+        contention_too: bool = False,
     ) -> Sequence[Result]:
-        """Run `work`, waiting out Unavailable; retry Contention `contention_retries` times."""
-        contention_left = contention_retries
+        """Run `work`, waiting out what clears in place; `Contention` `contention_retries` times.
 
-        def attempt() -> Sequence[Result]:
+        With `contention_too`, busy rows are waited out for as long as they last.
+        """
+        contention_left = self._contention_retries
+
+        def contention_passes(error: BaseException) -> bool:
             nonlocal contention_left
-            try:
-                return work(items)
-            except Contention as error:
-                if contention_left <= 0:
-                    raise _ContentionPersists(error) from error
-                contention_left -= 1
-                raise
+            if contention_too:
+                return True
+            contention_left -= 1
+            return contention_left >= 0
 
-        try:
-            return self.retrying(keepalive, size=len(items), also=(Contention,))(attempt)
-        except _ContentionPersists as persisting:
-            raise persisting.error from persisting.error.__cause__
+        result = self.retrying(
+            keepalive,
+            size=len(items),
+            only_if=lambda error: (
+                isinstance(error, Unavailable | Misconfigured)
+                or (isinstance(error, Contention) and contention_passes(error))
+            ),
+        )(work, items)
+        self._patience.recovered()
+        return result
 
     def retrying(
         self,
         keepalive: Keepalive | None,
         *,
         size: int = 0,
-        also: tuple[type[Exception], ...] = (),
         only_if: Callable[[BaseException], bool] | None = None,
+        through_grace: bool = True,
     ) -> Retrying:
-        """Retry Unavailable (and `also`) with capped backoff until it clears or the grace ends.
+        """Retry what `only_if` accepts (default: what clears by itself) with capped backoff.
 
-        `only_if`, when given, replaces that choice: retry exactly what it accepts.
+        Holding work (`through_grace`), the waits go on through a stop's grace
+        period; otherwise a stop ends them at once. A `Misconfigured` fault is
+        judged by the worker's patience before each wait.
         """
-        retryable: tuple[type[Exception], ...] = (Unavailable, *also)
+        wanted = only_if or (lambda error: isinstance(error, Unavailable | Misconfigured))
+        pause = self._stopping.wait if through_grace else self._stopping.pause
         return Retrying(
-            retry=retry_if_exception(only_if or (lambda error: isinstance(error, retryable))),
+            retry=retry_if_exception(wanted),
             wait=wait_exponential_jitter(multiplier=0.1, max=self._max_wait, jitter=0.2),
-            sleep=lambda seconds: self._stopping.wait(seconds, keepalive),
-            before_sleep=lambda state: self._say_waiting(state, size),
+            sleep=lambda seconds: pause(seconds, keepalive),
+            before_sleep=lambda state: self._before_waiting(state, size),
             reraise=True,
         )
 
-    def _say_waiting(self, state: RetryCallState, size: int) -> None:
+    def _before_waiting(self, state: RetryCallState, size: int) -> None:
         error = state.outcome.exception() if state.outcome else None
-        seconds = state.upcoming_sleep
-        holding = f"; holding {size} messages" if size else ""
-        if isinstance(error, Contention):
-            log.info("rows are busy (%s); trying again in %.1fs%s", error, seconds, holding)
+        if isinstance(error, Misconfigured):
+            self._patience.judge(error)  # says it once; raises GaveUp when patience runs out
             return
-        log.warning(
+        holding = f"; holding {size} messages" if size else ""
+        level = logging.INFO if isinstance(error, Contention) else logging.WARNING
+        log.log(
+            level,
             "%s; trying again in %.1fs%s",
             error,
-            seconds,
+            state.upcoming_sleep,
             holding,
-            extra={"worker": self._role, "attempt": state.attempt_number},
+            extra={"attempt": state.attempt_number},
         )
-
-
-class _Attempt(Generic[Item, Result]):
-    """One batch's way through the runner: the work, and what to do with its failures."""
-
-    def __init__(
-        self,
-        runner: AttemptRunner,
-        work: Callable[[Sequence[Item]], Sequence[Result]],
-        *,
-        key: Callable[[Item], str],
-        keepalive: Keepalive,
-        culprit: Callable[[Item, Exception], Result | Poison],
-        contention_retries: int,
-    ) -> None:
-        self._contention_retries = contention_retries
-        self._runner = runner
-        self._work = work
-        self._key = key
-        self._keepalive = keepalive
-        self._culprit = culprit
-
-    def run(self, items: Sequence[Item], contention_retries: int) -> list[Result | Outcome]:
-        if not items:
-            return []
-        try:
-            return list(
-                self._runner.until_available(self._work, items, self._keepalive, contention_retries)
-            )
-        except Contention as error:
-            return self._one_at_a_time(items, error)
-        except (Misconfigured, Unavailable, Stopped):
-            raise
-        except Exception as error:
-            return self._isolate(items, error)
-
-    def _one_at_a_time(self, items: Sequence[Item], error: Contention) -> list[Result | Outcome]:
-        """Try each item alone; what still meets contention waits, and its key's later items too."""
-        if len(items) == 1:
-            return [RetryLater(error.kind, str(error).strip())]
-        log.warning(
-            "batch keeps meeting busy rows; applying its items one at a time",
-            extra={"size": len(items), "error": str(error)},
-        )
-        waiting: dict[str, Item] = {}
-        results: list[Result | Outcome] = []
-        for item in items:
-            item_key = self._key(item)
-            if item_key in waiting:
-                detail = f"an earlier message for {item_key} waits too"
-                results.append(HeldBackItem(waiting[item_key], detail))
-                continue
-            [result] = self.run([item], contention_retries=0)
-            if isinstance(result, RetryLater):
-                waiting[item_key] = item
-            results.append(result)
-        return results
-
-    def _isolate(self, items: Sequence[Item], error: Exception) -> list[Result | Outcome]:
-        """Run each item alone, so only the one that fails by itself pays for it."""
-        if len(items) > 1:
-            log.warning(
-                "batch failed; applying its items one at a time",
-                extra={"size": len(items), "error": repr(error)},
-            )
-            return [
-                result for item in items for result in self.run([item], self._contention_retries)
-            ]
-        [item] = items
-        log.error("message cannot be handled: %s", error, exc_info=error)
-        return [self._culprit(item, error)]
-
-
-class _ContentionPersists(Exception):
-    """Contention outlasted the in-place retries; `error` is the last one."""
-
-    def __init__(self, error: Contention) -> None:
-        super().__init__(str(error))
-        self.error = error

@@ -21,9 +21,10 @@ from typing import Any, Protocol
 from worker.kernel.delivery import Delivery
 from worker.kernel.dispositions import Disposition, HeldBack, Poison, RetryLater
 from worker.kernel.hooks import Hooks
+from worker.kernel.patience import Patience
 from worker.kernel.ports import Keepalive, Session
 from worker.kernel.routing import FailureRouting, attempts_of
-from worker.kernel.sessions import run_sessions
+from worker.kernel.sessions import Ready, run_sessions
 from worker.kernel.stopping import Stopping
 from worker.messaging.topology import Topology
 
@@ -48,7 +49,7 @@ class BatchHandler(Protocol):
 
 @dataclass(frozen=True)
 class ConsumerSettings:
-    """How one worker consumes: its queues, batches and patience."""
+    """How one worker consumes: its queues and batches."""
 
     role: str
     queues: Sequence[Any]
@@ -57,7 +58,6 @@ class ConsumerSettings:
     batch_wait_seconds: float
     prefetch: int
     reconnect_max_seconds: float
-    give_up_after_seconds: float
 
 
 class Consumer:
@@ -71,6 +71,7 @@ class Consumer:
         open_session: Callable[[], Session],
         topology: Topology,
         stopping: Stopping,
+        patience: Patience,
         hooks: Hooks | None = None,
     ) -> None:
         self._settings = settings
@@ -79,6 +80,7 @@ class Consumer:
         self._routing = FailureRouting(topology)
         self._topology = topology
         self._stopping = stopping
+        self._patience = patience
         self._hooks = hooks or Hooks()
 
     def run(self) -> None:
@@ -91,21 +93,20 @@ class Consumer:
                 self._session,
                 role=role,
                 max_wait_seconds=self._settings.reconnect_max_seconds,
-                give_up_after_seconds=self._settings.give_up_after_seconds,
+                patience=self._patience,
                 hooks=self._hooks,
             )
         finally:
             self._handler.close()
             log.info("%s stopped", _name(role), extra={"worker": role})
 
-    def _session(self) -> None:
+    def _session(self, ready: Ready) -> None:
         role = self._settings.role
         self._handler.prepare()
         session = self._open_session()
         try:
             session.consume(self._settings.queues, self._settings.prefetch)
-            self._hooks.session_started(role)
-            self._hooks.readiness_changed(role, True, None)
+            ready()
             log.info(
                 "%s consuming",
                 _name(role),

@@ -60,3 +60,18 @@ class Stopping:
                 self.event.wait(step)
             if keepalive is not None:
                 keepalive()
+
+    def pause(self, seconds: float, keepalive: Callable[[], None] | None = None) -> None:
+        """Sleep `seconds` like `wait`, but raise Stopped as soon as a stop is requested.
+
+        For waits that hold no work (a reconnection's backoff), so a stop is prompt.
+        """
+        deadline = time.monotonic() + seconds
+        while not self.requested():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.event.wait(min(remaining, KEEPALIVE_SECONDS))
+            if keepalive is not None and not self.event.is_set():
+                keepalive()
+        raise Stopped

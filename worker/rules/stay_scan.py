@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from worker.db.rules_store import STAYS_PAGE
-from worker.errors import Misconfigured, Unavailable
+from worker.errors import Contention, Misconfigured, Unavailable
 from worker.kernel.attempts import AttemptRunner
+from worker.kernel.patience import GaveUp
 from worker.kernel.ports import Keepalive
 from worker.kernel.stopping import Stopped, Stopping
 from worker.rules.engine import Verdict, judge_rule, stay_id
@@ -76,7 +77,7 @@ class StayScan:
         # Fixed for the whole scan, so paging through the stays ends.
         entered_before = datetime.now(UTC) - trigger.duration
         after: Keyset = None
-        retrying = self._attempts.retrying(keepalive)
+        retrying = self._attempts.retrying(keepalive, only_if=_clears_in_place)
         while not self._stopping.requested():
             stays = retrying(self._find_stays, rule.name, trigger.stayed_in, entered_before, after)
             for stay in stays:
@@ -95,17 +96,17 @@ class StayScan:
             log.exception("time-based rule cannot be judged", extra=_context(rule, event))
             why = f"judging failed: {type(error).__name__}: {error}"
             verdict = Verdict(rule, "failed", why, "rule_error")
-        retrying = self._attempts.retrying(keepalive)
+        retrying = self._attempts.retrying(keepalive, only_if=_clears_in_place)
         try:
             retrying(self._record, event, [verdict], now)
-        except (Unavailable, Misconfigured, Stopped):
+        except (Unavailable, Misconfigured, Stopped, GaveUp):
             raise
         except Exception as error:
             log.exception("time-based rule cannot be recorded", extra=_context(rule, event))
             failed = Verdict(rule, "failed", f"recording failed: {error}", "record_failed")
             try:
                 retrying(self._record, event, [failed], now)
-            except (Unavailable, Misconfigured, Stopped):
+            except (Unavailable, Misconfigured, Stopped, GaveUp):
                 raise
             except Exception:
                 # Not even the failure can be recorded: skip this stay, so the
@@ -114,6 +115,11 @@ class StayScan:
                 return
             verdict = failed
         log_verdicts(event, [verdict])
+
+
+def _clears_in_place(error: BaseException) -> bool:
+    """A stay has no message to send to a tier: busy rows are waited out like an outage."""
+    return isinstance(error, Unavailable | Misconfigured | Contention)
 
 
 def _context(rule: CompiledRule, event: TriggerEvent) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from worker.rules.engine import Verdict
 from worker.rules.facts import Stay, TriggerEvent
 from worker.rules.plan import (
     FiringRow,
-    OutboxRow,
     PlannedFiring,
     orders_to_read,
     plan_firings,
@@ -151,23 +150,10 @@ def _write_effects(cur: Cursor[Any], planned: PlannedFiring) -> None:
     for task in planned.tasks:
         cur.execute(INSERT_TASK, asdict(task))
     for row in planned.outbox:
-        outbox.enqueue_message(cur, _outbox_message(row))
+        outbox.enqueue_message(cur, row)
     key = {"event_id": planned.firing.event_id, "rule_name": planned.firing.rule_name}
     for action in planned.actions:
         cur.execute(INSERT_ACTION, {**key, **asdict(action)})
-
-
-def _outbox_message(row: OutboxRow) -> outbox.OutboxMessage:
-    return outbox.OutboxMessage(
-        message_id=row.message_id,
-        exchange=row.exchange,
-        routing_key=row.routing_key,
-        message_type=row.message_type,
-        payload=row.payload,
-        order_number=row.order_number,
-        causation_id=row.causation_id,
-        correlation_id=row.correlation_id,
-    )
 
 
 def find_stays(

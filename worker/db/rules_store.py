@@ -148,7 +148,7 @@ def _claim(cur: Cursor[Any], firing: FiringRow) -> bool:
 def _write_effects(cur: Cursor[Any], planned: PlannedFiring) -> None:
     """The firing's tasks, its outbox rows in action order, then its `rule_actions` rows."""
     for task in planned.tasks:
-        cur.execute(INSERT_TASK, asdict(task))
+        cur.execute(INSERT_TASK, task.model_dump())
     for row in planned.outbox:
         outbox.enqueue_message(cur, row)
     key = {"event_id": planned.firing.event_id, "rule_name": planned.firing.rule_name}

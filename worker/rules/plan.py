@@ -36,6 +36,7 @@ from worker.rules.engine import (
     Verdict,
 )
 from worker.rules.facts import TriggerEvent, as_json
+from worker.views import Task
 
 RECORDED_OUTCOMES = frozenset({"fired", "stopped", "failed"})
 """Verdicts that are recorded. A rule that did not match is not: it may match a later scan."""
@@ -79,25 +80,11 @@ class ActionRow:
 
 
 @dataclass(frozen=True)
-class TaskRow:
-    """One `tasks` row, created by a `create_task` action."""
-
-    task_id: UUID
-    order_number: str
-    title: str
-    assignee: str
-    due_at: datetime
-    rule_name: str
-    event_id: UUID
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class PlannedFiring:
     """Everything one verdict writes, if its claim is new; in the order it is written."""
 
     firing: FiringRow
-    tasks: tuple[TaskRow, ...] = ()
+    tasks: tuple[Task, ...] = ()
     outbox: tuple[OutboxMessage, ...] = ()
     """In action order, which is the order the relay publishes them in."""
     actions: tuple[ActionRow, ...] = ()
@@ -164,7 +151,7 @@ def _plan_firing(
         correlation_id=event.correlation_id,
         fired_at=now,
     )
-    tasks: list[TaskRow] = []
+    tasks: list[Task] = []
     outbox: list[OutboxMessage] = []
     actions: list[ActionRow] = []
     for planned in verdict.actions:
@@ -181,7 +168,7 @@ def _plan_action(
     planned: PlannedAction,
     workflow: Workflow,
     orders: Mapping[str, OrderState],
-) -> tuple[ActionRow, TaskRow | None, OutboxMessage | None]:
+) -> tuple[ActionRow, Task | None, OutboxMessage | None]:
     """An action's `rule_actions` row, and its task and outbox message if it has them."""
     match planned:
         case PlannedStatusChange(command=command):
@@ -200,7 +187,7 @@ def _plan_action(
             )
             return action, None, message
         case PlannedTask(task=task):
-            row = TaskRow(
+            row = Task(
                 task_id=task.task_id,
                 order_number=task.order_number,
                 title=task.title,

@@ -26,6 +26,7 @@ from contracts import (
 from worker.domain import events
 from worker.domain.decisions import (
     AlreadyRegistered,
+    CommandDecision,
     Move,
     OrderState,
     Register,
@@ -33,6 +34,7 @@ from worker.domain.decisions import (
     Unchanged,
     decide_creation,
     decide_status_change,
+    outcome_of,
     trusted_rule_depth,
 )
 from worker.domain.fingerprints import creation_fingerprint, fingerprint
@@ -247,20 +249,8 @@ class _Planner:
         return _result_for(command, decision)
 
 
-def _result_for(
-    command: Command, decision: Move | Unchanged | Rejection | Register | AlreadyRegistered
-) -> ApplyResult:
-    reason = None
-    detail = None
-    match decision:
-        case Move() | Register():
-            outcome = CommandOutcome.APPLIED
-        case Unchanged():
-            outcome, detail = CommandOutcome.UNCHANGED, f"the order is already {decision.status}"
-        case AlreadyRegistered():
-            outcome, detail = CommandOutcome.DUPLICATE, decision.detail
-        case Rejection():
-            outcome, reason, detail = CommandOutcome.REJECTED, decision.reason, decision.detail
+def _result_for(command: Command, decision: CommandDecision) -> ApplyResult:
+    outcome, reason, detail = outcome_of(decision)
     return ApplyResult(
         command_id=command.command_id,
         order_number=command.order_number,

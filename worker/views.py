@@ -41,8 +41,8 @@ class OrderSummary(View):
     updated_at: datetime
 
 
-class TaskView(View):
-    """A follow-up task a rule created."""
+class Task(View):
+    """A follow-up task as a rule's `create_task` action creates it (one `tasks` row)."""
 
     task_id: UUID
     order_number: str
@@ -51,7 +51,13 @@ class TaskView(View):
     due_at: datetime
     rule_name: str
     event_id: UUID
+    """The event that made the rule fire."""
     created_at: datetime
+
+
+class TaskView(Task):
+    """A follow-up task a rule created, and when it was completed."""
+
     completed_at: datetime | None
 
 

@@ -13,6 +13,7 @@ from tests.support.proxy import CuttableProxy, through
 from tests.support.waiting import eventually
 from worker.config import Settings
 from worker.db import outbox
+from worker.domain.outbox import OutboxMessage
 from worker.messaging.topology import Topology
 from worker.messaging.upstream import publish_command
 
@@ -164,8 +165,8 @@ def test_an_event_committed_after_a_later_one_was_sent_is_still_published(
     eventually(lambda: unpublished(db) == 0)
 
 
-def _outbox_message(label: str) -> outbox.OutboxMessage:
-    return outbox.OutboxMessage(
+def _outbox_message(label: str) -> OutboxMessage:
+    return OutboxMessage(
         message_id=uuid4(),
         exchange=None,
         routing_key="task.created",

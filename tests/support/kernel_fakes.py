@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import Unavailable
-from worker.kernel.delivery import Delivery
+from worker.kernel.delivery import Delivery, OutgoingMessage
 
 
 @dataclass
@@ -30,22 +30,17 @@ class FakePublisher:
         self.published: list[Published] = []
         self.refuse_next_confirm = False
 
-    def publish(
-        self,
-        body: bytes,
-        *,
-        exchange: str,
-        routing_key: str,
-        content_type: str | None = "application/json",
-        content_encoding: str | None = "utf-8",
-        headers: Mapping[str, Any] | None = None,
-        properties: Mapping[str, Any] | None = None,
-        mandatory: bool = False,
-    ) -> int:
+    def publish_message(self, message: OutgoingMessage) -> int:
         self.published.append(
-            Published(body, exchange, routing_key, dict(headers or {}), dict(properties or {}))
+            Published(
+                message.body,
+                message.exchange,
+                message.routing_key,
+                dict(message.headers),
+                dict(message.properties),
+            )
         )
-        self.journal.append(f"publish {exchange}")
+        self.journal.append(f"publish {message.exchange}")
         return len(self.published)
 
     def confirm_all(self, timeout: float = 30.0) -> None:

@@ -16,7 +16,7 @@ from worker.domain.fingerprints import fingerprint
 from worker.domain.workflow import Workflow
 from worker.errors import Unavailable
 from worker.services.commands import CommandEffects
-from worker.services.orders import OrderFilter, OrderSort, Position, sort_value
+from worker.services.orders import OrderFilter, OrderListQuery, Position, sort_value
 from worker.services.tasks import TaskQuery
 from worker.views import CommandRecord, OrderDetail, OrderSummary, RuleFiringView, TaskView
 
@@ -141,18 +141,12 @@ class FakeOrders:
         return len(self._matching(order_filter))
 
     def list_orders(
-        self,
-        order_filter: OrderFilter,
-        *,
-        sort: OrderSort,
-        descending: bool,
-        after: Position | None,
-        limit: int,
+        self, query: OrderListQuery, after: Position | None, limit: int
     ) -> Sequence[OrderSummary]:
-        found = sorted(self._matching(order_filter), key=lambda o: o.order_number)
-        found.sort(key=lambda o: sort_value(o, sort), reverse=descending)
+        found = sorted(self._matching(query.filter), key=lambda o: o.order_number)
+        found.sort(key=lambda o: sort_value(o, query.sort), reverse=query.descending)
         if after is not None:
-            position = [(sort_value(o, sort), o.order_number) for o in found].index(
+            position = [(sort_value(o, query.sort), o.order_number) for o in found].index(
                 (after.value, after.order_number)
             )
             found = found[position + 1 :]

@@ -4,7 +4,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from uuid import UUID, uuid4
 
 import click
@@ -68,6 +68,16 @@ def with_wait_options(function: F) -> F:
     return function
 
 
+class WaitOptions(TypedDict):
+    """What `with_wait_options` passes to a publish command."""
+
+    command_id: UUID | None
+    correlation_id: str | None
+    wait: bool
+    timeout: float
+    as_json: bool
+
+
 @publish.command("create-order")
 @click.argument("order_number")
 @click.option("--customer-id", required=True)
@@ -94,17 +104,14 @@ def create_order(
     order_date: datetime | None,
     lines: tuple[str, ...],
     actor: str | None,
-    command_id: UUID | None,
-    correlation_id: str | None,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
+    **options: Unpack[WaitOptions],
 ) -> None:
     """Register order ORDER_NUMBER."""
     day = order_date.date() if order_date else date.today()
-    try:
-        command = CreateOrder(
-            command_id=command_id or uuid4(),
+
+    def command(command_id: UUID) -> CreateOrder:
+        return CreateOrder(
+            command_id=command_id,
             order_number=order_number,
             customer=Customer(id=customer_id, name=customer_name, type=customer_type),
             amount=amount,
@@ -113,17 +120,8 @@ def create_order(
             lines=tuple(parse_line(line) for line in lines),
             actor=actor,
         )
-    except ValidationError as error:
-        raise contract_error(error, CREATE_ORDER_OPTIONS) from error
-    _send(
-        settings,
-        command,
-        correlation_id=correlation_id,
-        wait=wait,
-        timeout=timeout,
-        as_json=as_json,
-        reused_id_possible=command_id is not None,
-    )
+
+    _send(settings, command, CREATE_ORDER_OPTIONS, **options)
 
 
 @publish.command("change-status")
@@ -144,16 +142,13 @@ def change_status(
     reason: str | None,
     expect_status: str | None,
     expect_version: int | None,
-    command_id: UUID | None,
-    correlation_id: str | None,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
+    **options: Unpack[WaitOptions],
 ) -> None:
     """Move order ORDER_NUMBER to another status."""
-    try:
-        command = ChangeOrderStatus(
-            command_id=command_id or uuid4(),
+
+    def command(command_id: UUID) -> ChangeOrderStatus:
+        return ChangeOrderStatus(
+            command_id=command_id,
             order_number=order_number,
             to_status=to_status,
             expected_status=expect_status,
@@ -161,29 +156,26 @@ def change_status(
             actor=actor,
             reason=reason,
         )
-    except ValidationError as error:
-        raise contract_error(error, CHANGE_STATUS_OPTIONS) from error
-    _send(
-        settings,
-        command,
-        correlation_id=correlation_id,
-        wait=wait,
-        timeout=timeout,
-        as_json=as_json,
-        reused_id_possible=command_id is not None,
-    )
+
+    _send(settings, command, CHANGE_STATUS_OPTIONS, **options)
 
 
 def _send(
     settings: Settings,
-    command: Command,
+    build: Callable[[UUID], Command],
+    option_names: dict[str, str],
     *,
+    command_id: UUID | None,
     correlation_id: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
-    reused_id_possible: bool,
 ) -> None:
+    """Build the command (an invalid one names the option to fix), publish it, report."""
+    try:
+        command = build(command_id or uuid4())
+    except ValidationError as error:
+        raise contract_error(error, option_names) from error
     sender = PikaCommandSender(settings.amqp_url, Topology.for_settings(settings))
     database = Database(settings, "cli", autocommit=True)
     try:
@@ -194,7 +186,7 @@ def _send(
             correlation_id=correlation_id,
             wait=wait,
             timeout=timeout,
-            id_may_be_reused=reused_id_possible,
+            id_may_be_reused=command_id is not None,
         )
     finally:
         database.close()

@@ -17,7 +17,7 @@ from worker.db.reads import ORDER_COLUMNS, get_order, order_summary
 from worker.db.rules_reads import firings_for_order, list_tasks
 from worker.db.workflow_store import load_workflow
 from worker.domain.workflow import Workflow
-from worker.services.orders import OrderFilter, OrderSort, Position
+from worker.services.orders import OrderFilter, OrderListQuery, OrderSort, Position
 from worker.views import CommandRecord, OrderDetail, OrderSummary, RuleFiringView, TaskView
 
 ORDER_FILTERS = """
@@ -108,23 +108,17 @@ class PostgresOrders:
             return int(row[0]) if row else 0
 
     def list_orders(
-        self,
-        order_filter: OrderFilter,
-        *,
-        sort: OrderSort,
-        descending: bool,
-        after: Position | None,
-        limit: int,
+        self, query: OrderListQuery, after: Position | None, limit: int
     ) -> list[OrderSummary]:
         with translated():
             params = {
-                **filter_parameters(order_filter),
+                **filter_parameters(query.filter),
                 "after_value": None if after is None else after.value,
                 "after_number": None if after is None else after.order_number,
                 "limit": limit,
             }
             with self._conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute(LIST_ORDERS[(sort, descending)], params).fetchall()
+                rows = cur.execute(LIST_ORDERS[(query.sort, query.descending)], params).fetchall()
             return [OrderSummary(**order_summary(row)) for row in rows]
 
     def order(self, order_number: str) -> OrderDetail | None:

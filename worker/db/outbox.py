@@ -15,6 +15,7 @@ from psycopg import Cursor, sql
 from psycopg.types.json import Jsonb
 
 from worker.db.connection import Connection
+from worker.domain.outbox import OutboxMessage
 
 OUTBOX_CHANNEL = "order_status_outbox"
 """PostgreSQL NOTIFY channel that wakes the relay when events were written."""
@@ -65,24 +66,6 @@ INSERT INTO outbox (
 )
 ON CONFLICT (event_id) DO NOTHING
 """
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """A message of any kind for the relay to publish: an event, a command, a notification.
-
-    `causation_id` is stored in the `command_id` column and sent as the
-    `causation_id` header: for what rules send, it is the event that fired them.
-    """
-
-    message_id: UUID
-    exchange: str | None
-    routing_key: str
-    message_type: str
-    payload: dict[str, Any]
-    order_number: str
-    causation_id: UUID
-    correlation_id: str | None
 
 
 def enqueue_message(cur: Cursor[Any], message: OutboxMessage) -> None:

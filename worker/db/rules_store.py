@@ -36,7 +36,6 @@ from worker.rules.engine import Verdict
 from worker.rules.facts import Stay, TriggerEvent
 from worker.rules.plan import (
     FiringRow,
-    OutboxRow,
     PlannedFiring,
     orders_to_read,
     plan_firings,
@@ -149,25 +148,12 @@ def _claim(cur: Cursor[Any], firing: FiringRow) -> bool:
 def _write_effects(cur: Cursor[Any], planned: PlannedFiring) -> None:
     """The firing's tasks, its outbox rows in action order, then its `rule_actions` rows."""
     for task in planned.tasks:
-        cur.execute(INSERT_TASK, asdict(task))
+        cur.execute(INSERT_TASK, task.model_dump())
     for row in planned.outbox:
-        outbox.enqueue_message(cur, _outbox_message(row))
+        outbox.enqueue_message(cur, row)
     key = {"event_id": planned.firing.event_id, "rule_name": planned.firing.rule_name}
     for action in planned.actions:
         cur.execute(INSERT_ACTION, {**key, **asdict(action)})
-
-
-def _outbox_message(row: OutboxRow) -> outbox.OutboxMessage:
-    return outbox.OutboxMessage(
-        message_id=row.message_id,
-        exchange=row.exchange,
-        routing_key=row.routing_key,
-        message_type=row.message_type,
-        payload=row.payload,
-        order_number=row.order_number,
-        causation_id=row.causation_id,
-        correlation_id=row.correlation_id,
-    )
 
 
 def find_stays(

@@ -33,6 +33,7 @@ from worker.domain.decisions import (
     Unchanged,
     decide_creation,
     decide_status_change,
+    outcome_of,
     trusted_rule_depth,
 )
 from worker.domain.fingerprints import creation_fingerprint, fingerprint
@@ -154,15 +155,8 @@ class _Planner:
                 before = command.command_id in self._recorded_before
                 counted = self.plan.redeliveries if before else self.plan.deliveries
                 counted[command.command_id] += 1
-            return ApplyResult(
-                command_id=command.command_id,
-                order_number=command.order_number,
-                outcome=known.outcome,
-                reason=known.reason,
-                detail=known.detail,
-                redelivered=True,
-                content_conflict=reused,
-            )
+            first = _result(command, known.outcome, known.reason, known.detail)
+            return replace(first, redelivered=True, content_conflict=reused)
         if isinstance(command, CreateOrder):
             result = self._register(incoming, command)
         else:
@@ -207,7 +201,7 @@ class _Planner:
                 self.plan.events.append((rejected, incoming))
             case Unchanged():
                 pass
-        return _result_for(command, decision)
+        return _result(command, *outcome_of(decision))
 
     def _register(self, incoming: IncomingCommand, command: CreateOrder) -> ApplyResult:
         content = creation_fingerprint(command)
@@ -244,23 +238,15 @@ class _Planner:
                 self.plan.events.append((rejected, incoming))
             case AlreadyRegistered():
                 pass
-        return _result_for(command, decision)
+        return _result(command, *outcome_of(decision))
 
 
-def _result_for(
-    command: Command, decision: Move | Unchanged | Rejection | Register | AlreadyRegistered
+def _result(
+    command: Command,
+    outcome: CommandOutcome,
+    reason: RejectionReason | None,
+    detail: str | None,
 ) -> ApplyResult:
-    reason = None
-    detail = None
-    match decision:
-        case Move() | Register():
-            outcome = CommandOutcome.APPLIED
-        case Unchanged():
-            outcome, detail = CommandOutcome.UNCHANGED, f"the order is already {decision.status}"
-        case AlreadyRegistered():
-            outcome, detail = CommandOutcome.DUPLICATE, decision.detail
-        case Rejection():
-            outcome, reason, detail = CommandOutcome.REJECTED, decision.reason, decision.detail
     return ApplyResult(
         command_id=command.command_id,
         order_number=command.order_number,

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from contracts import ChangeOrderStatus, RejectionReason
+from contracts import ChangeOrderStatus, CommandOutcome, RejectionReason
 from worker.domain.workflow import Workflow
 
 RULE_ACTOR_PREFIX = "rule:"
@@ -136,3 +136,21 @@ def decide_creation(
         RejectionReason.DUPLICATE_ORDER,
         f"order {order_number} is already registered with different content",
     )
+
+
+CommandDecision = StatusDecision | CreationDecision
+
+
+def outcome_of(
+    decision: CommandDecision,
+) -> tuple[CommandOutcome, RejectionReason | None, str | None]:
+    """What the inbox records for `decision`: its outcome, and the reason and detail if any."""
+    match decision:
+        case Move() | Register():
+            return CommandOutcome.APPLIED, None, None
+        case Unchanged():
+            return CommandOutcome.UNCHANGED, None, f"the order is already {decision.status}"
+        case AlreadyRegistered():
+            return CommandOutcome.DUPLICATE, None, decision.detail
+        case Rejection():
+            return CommandOutcome.REJECTED, decision.reason, decision.detail

@@ -1,4 +1,4 @@
-"""A delivery as the kernel and the handlers see it: bytes and plain data, no client library."""
+"""Messages as the kernel and the handlers see them: bytes and plain data, no client library."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,3 +54,16 @@ class Delivery:
 
     def log_context(self) -> dict[str, Any]:
         return {"message_id": self.message_id, "correlation_id": self.correlation_id}
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to publish: where to, and exactly what (its body byte for byte)."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    content_type: str | None
+    content_encoding: str | None
+    headers: Mapping[str, Any]
+    properties: Mapping[str, Any]

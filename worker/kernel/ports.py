@@ -5,10 +5,10 @@
 only the project's own errors (`worker.errors`).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from worker.kernel.delivery import Delivery
+from worker.kernel.delivery import Delivery, OutgoingMessage
 
 Keepalive = Callable[[], None]
 """Reads what the broker sent and answers its heartbeats; call it during long waits."""
@@ -17,18 +17,8 @@ Keepalive = Callable[[], None]
 class Publisher(Protocol):
     """Publishes persistent messages in confirm mode; `confirm_all` waits for every answer."""
 
-    def publish(
-        self,
-        body: bytes,
-        *,
-        exchange: str,
-        routing_key: str,
-        content_type: str | None = "application/json",
-        content_encoding: str | None = "utf-8",
-        headers: Mapping[str, Any] | None = None,
-        properties: Mapping[str, Any] | None = None,
-        mandatory: bool = False,
-    ) -> int: ...
+    def publish_message(self, message: OutgoingMessage) -> int:
+        """Send `message` persistent and mandatory (one no queue takes fails the confirm)."""
 
     def confirm_all(self, timeout: float = 30.0) -> None: ...
 

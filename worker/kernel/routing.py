@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker import durations
-from worker.kernel.delivery import Delivery
+from worker.kernel.delivery import Delivery, OutgoingMessage
 from worker.kernel.dispositions import Poison, RetryLater
 from worker.kernel.ports import Publisher
 from worker.messaging.failure_headers import (
@@ -213,13 +213,15 @@ class FailureRouting:
         headers: dict[str, Any],
         properties: dict[str, Any],
     ) -> None:
-        publisher.publish(
-            delivery.body,
-            exchange=exchange,
-            routing_key=delivery.routing_key,
-            content_type=delivery.content_type,
-            content_encoding=delivery.content_encoding,
-            headers=headers,
-            properties=properties,
-            mandatory=True,
+        """Publish a copy of `delivery` (body, routing key, content type) to `exchange`."""
+        publisher.publish_message(
+            OutgoingMessage(
+                exchange=exchange,
+                routing_key=delivery.routing_key,
+                body=delivery.body,
+                content_type=delivery.content_type,
+                content_encoding=delivery.content_encoding,
+                headers=headers,
+                properties=properties,
+            )
         )

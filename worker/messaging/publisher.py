@@ -6,6 +6,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from worker.errors import Unavailable
+from worker.kernel.delivery import OutgoingMessage
 from worker.messaging.errors import translated
 
 PERSISTENT = 2
@@ -69,19 +70,33 @@ class ConfirmedPublisher:
         The message is safe only once `wait_for_confirms` has returned without
         listing that tag.
         """
-        message_properties = {"delivery_mode": PERSISTENT, **(properties or {})}
+        headers, properties = headers or {}, properties or {}
+        message = OutgoingMessage(
+            exchange, routing_key, body, content_type, content_encoding, headers, properties
+        )
+        return self._send(message, mandatory)
+
+    def publish_message(self, message: OutgoingMessage) -> int:
+        """Send `message` persistent and mandatory, and return its delivery tag (see `publish`)."""
+        return self._send(message, mandatory=True)
+
+    def _send(self, message: OutgoingMessage, mandatory: bool) -> int:
+        message_properties = {"delivery_mode": PERSISTENT, **message.properties}
         priority = message_properties.pop("priority", None)
-        message = self._channel.prepare_message(
-            body,
+        prepared = self._channel.prepare_message(
+            message.body,
             priority=priority,
-            content_type=content_type,
-            content_encoding=content_encoding,
-            headers=dict(headers or {}),
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            headers=dict(message.headers),
             properties={k: v for k, v in message_properties.items() if v is not None},
         )
         with translated():
             self._channel.basic_publish(
-                message, exchange=exchange, routing_key=routing_key, mandatory=mandatory
+                prepared,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                mandatory=mandatory,
             )
         tag = self._next_tag
         self._unconfirmed.add(tag)

@@ -14,6 +14,7 @@ from typing import Any
 
 from worker.config import Settings
 from worker.dead_letter_views import DeadLetterDetail
+from worker.kernel.delivery import OutgoingMessage
 from worker.messaging.amqp_json import from_json
 from worker.messaging.broker import connect_declared
 from worker.messaging.decoding import Envelope
@@ -40,18 +41,11 @@ NOT_REPLAYED_PROPERTIES = (
 
 
 @dataclass(frozen=True)
-class Replay:
+class Replay(OutgoingMessage):
     """The message to publish again: where to, and exactly what."""
 
     queue: str
     """The only queue it reaches."""
-    exchange: str
-    routing_key: str
-    body: bytes
-    content_type: str | None
-    content_encoding: str | None
-    headers: dict[str, Any]
-    properties: dict[str, Any]
 
     def envelope(self) -> Envelope:
         """The replay as the status worker's decoder will see it."""
@@ -131,16 +125,7 @@ class BrokerReplayPublisher:
         """Publish `message` where it goes back to, and return once the broker took it."""
         with translated():
             try:
-                self._publisher.publish(
-                    message.body,
-                    exchange=message.exchange,
-                    routing_key=message.routing_key,
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    headers=message.headers,
-                    properties=message.properties,
-                    mandatory=True,
-                )
+                self._publisher.publish_message(message)
                 self._publisher.confirm_all()
             except ConfirmTimeout:
                 # The old channel may still answer for that message: start afresh.

@@ -99,16 +99,7 @@ def from_order_created(event: OrderCreated) -> TriggerEvent:
         "depth": 0,
         "stayed_hours": None,
     }
-    return TriggerEvent(
-        event_id=event.event_id,
-        kind="order.created",
-        order_number=event.order_number,
-        order_version=event.version,
-        depth=0,
-        correlation_id=event.correlation_id,
-        facts=facts,
-        amount_text=format(event.amount, "f"),
-    )
+    return _trigger_event(event.event_id, event.correlation_id, facts, event.amount)
 
 
 def from_status_changed(event: OrderStatusChanged) -> TriggerEvent:
@@ -132,16 +123,7 @@ def from_status_changed(event: OrderStatusChanged) -> TriggerEvent:
         "depth": event.rule_depth,
         "stayed_hours": None,
     }
-    return TriggerEvent(
-        event_id=event.event_id,
-        kind="order.status.changed",
-        order_number=event.order_number,
-        order_version=event.version,
-        depth=event.rule_depth,
-        correlation_id=event.correlation_id,
-        facts=facts,
-        amount_text=format(order.amount, "f"),
-    )
+    return _trigger_event(event.event_id, event.correlation_id, facts, order.amount)
 
 
 @dataclass(frozen=True)
@@ -185,15 +167,22 @@ def from_stay(stay: Stay, firing_id: UUID, now: datetime) -> TriggerEvent:
         "depth": stay.depth,
         "stayed_hours": (now - stay.entered_at).total_seconds() / 3600,
     }
+    return _trigger_event(firing_id, stay.correlation_id, facts, stay.amount)
+
+
+def _trigger_event(
+    event_id: UUID, correlation_id: str | None, facts: dict[str, Any], amount: Decimal
+) -> TriggerEvent:
+    """The trigger event of `facts`: its kind, order, version and depth are the facts' own."""
     return TriggerEvent(
-        event_id=firing_id,
-        kind="order.stayed",
-        order_number=stay.order_number,
-        order_version=stay.version,
-        depth=stay.depth,
-        correlation_id=stay.correlation_id,
+        event_id=event_id,
+        kind=facts["trigger"],
+        order_number=facts["order_number"],
+        order_version=facts["version"],
+        depth=facts["depth"],
+        correlation_id=correlation_id,
         facts=facts,
-        amount_text=format(stay.amount, "f"),
+        amount_text=format(amount, "f"),
     )
 
 

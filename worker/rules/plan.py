@@ -25,6 +25,7 @@ from uuid import UUID
 
 from contracts import COMMANDS_BY_TYPE, EVENTS_BY_TYPE, ChangeOrderStatus, ContractModel
 from worker.domain.decisions import Move, OrderState, Rejection, Unchanged, decide_status_change
+from worker.domain.outbox import OutboxMessage
 from worker.domain.workflow import Workflow
 from worker.rules.engine import (
     PlannedAction,
@@ -35,6 +36,7 @@ from worker.rules.engine import (
     Verdict,
 )
 from worker.rules.facts import TriggerEvent, as_json
+from worker.views import Task
 
 RECORDED_OUTCOMES = frozenset({"fired", "stopped", "failed"})
 """Verdicts that are recorded. A rule that did not match is not: it may match a later scan."""
@@ -78,44 +80,12 @@ class ActionRow:
 
 
 @dataclass(frozen=True)
-class TaskRow:
-    """One `tasks` row, created by a `create_task` action."""
-
-    task_id: UUID
-    order_number: str
-    title: str
-    assignee: str
-    due_at: datetime
-    rule_name: str
-    event_id: UUID
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """A message for the relay: a command, a notification or a `TaskCreated` event.
-
-    `exchange` is None for the events exchange. `causation_id` is the event
-    that fired the rule.
-    """
-
-    message_id: UUID
-    exchange: str | None
-    routing_key: str
-    message_type: str
-    payload: dict[str, Any]
-    order_number: str
-    causation_id: UUID
-    correlation_id: str | None
-
-
-@dataclass(frozen=True)
 class PlannedFiring:
     """Everything one verdict writes, if its claim is new; in the order it is written."""
 
     firing: FiringRow
-    tasks: tuple[TaskRow, ...] = ()
-    outbox: tuple[OutboxRow, ...] = ()
+    tasks: tuple[Task, ...] = ()
+    outbox: tuple[OutboxMessage, ...] = ()
     """In action order, which is the order the relay publishes them in."""
     actions: tuple[ActionRow, ...] = ()
 
@@ -181,8 +151,8 @@ def _plan_firing(
         correlation_id=event.correlation_id,
         fired_at=now,
     )
-    tasks: list[TaskRow] = []
-    outbox: list[OutboxRow] = []
+    tasks: list[Task] = []
+    outbox: list[OutboxMessage] = []
     actions: list[ActionRow] = []
     for planned in verdict.actions:
         action, task, message = _plan_action(event, verdict.rule.name, planned, workflow, orders)
@@ -198,7 +168,7 @@ def _plan_action(
     planned: PlannedAction,
     workflow: Workflow,
     orders: Mapping[str, OrderState],
-) -> tuple[ActionRow, TaskRow | None, OutboxRow | None]:
+) -> tuple[ActionRow, Task | None, OutboxMessage | None]:
     """An action's `rule_actions` row, and its task and outbox message if it has them."""
     match planned:
         case PlannedStatusChange(command=command):
@@ -206,16 +176,18 @@ def _plan_action(
             if action.outcome != "queued":
                 return action, None, None
             routing_key = COMMANDS_BY_TYPE["ChangeOrderStatus"].routing_key
-            message = _outbox_row(event, command.command_id, "commands", routing_key, command)
+            message = _outbox_message(event, command.command_id, "commands", routing_key, command)
             return action, None, message
         case PlannedNotification(notification=note):
             action = ActionRow(
                 planned.position, "notify", note.channel, note.notification_id, detail=note.message
             )
-            message = _outbox_row(event, note.notification_id, "notifications", note.channel, note)
+            message = _outbox_message(
+                event, note.notification_id, "notifications", note.channel, note
+            )
             return action, None, message
         case PlannedTask(task=task):
-            row = TaskRow(
+            row = Task(
                 task_id=task.task_id,
                 order_number=task.order_number,
                 title=task.title,
@@ -233,7 +205,7 @@ def _plan_action(
                 detail=f"for {task.assignee}",
             )
             routing_key = EVENTS_BY_TYPE["TaskCreated"].routing_key
-            return action, row, _outbox_row(event, task.event_id, None, routing_key, task)
+            return action, row, _outbox_message(event, task.event_id, None, routing_key, task)
         case UnplannableAction():
             action = ActionRow(
                 planned.position,
@@ -271,15 +243,15 @@ def _precheck(
             )
 
 
-def _outbox_row(
+def _outbox_message(
     event: TriggerEvent,
     message_id: UUID,
     exchange: str | None,
     routing_key: str,
     message: ContractModel,
-) -> OutboxRow:
+) -> OutboxMessage:
     """What a rule sends; its causation is the event that fired the rule."""
-    return OutboxRow(
+    return OutboxMessage(
         message_id=message_id,
         exchange=exchange,
         routing_key=routing_key,

@@ -16,16 +16,16 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from contracts import ChangeOrderStatus, CreateOrder
+from contracts import ChangeOrderStatus, Command, CommandOutcome
 from worker.domain.decisions import (
-    AlreadyRegistered,
+    CommandDecision,
     Move,
     OrderState,
     Register,
     Rejection,
-    Unchanged,
     decide_creation,
     decide_status_change,
+    outcome_of,
 )
 from worker.domain.fingerprints import creation_fingerprint, fingerprint
 from worker.domain.workflow import Workflow
@@ -45,6 +45,14 @@ Decision = Literal[
     "judged_again",
     "ignored",
 ]
+
+PREDICTED: dict[CommandOutcome, Decision] = {
+    CommandOutcome.APPLIED: "accepted",
+    CommandOutcome.UNCHANGED: "unchanged",
+    CommandOutcome.DUPLICATE: "duplicate",
+    CommandOutcome.REJECTED: "rejected",
+}
+"""The decision a replayed command gets, from the outcome the status worker would record."""
 
 DEAD_LETTERED_AGAIN: frozenset[Decision] = frozenset({"command_id_reused"})
 """Decisions after which the consumer dead-letters the replay again."""
@@ -115,12 +123,10 @@ def check_replay(
             "command_id_reused",
             "this command id was processed with other content; a replay is dead-lettered",
         )
-    if isinstance(command, ChangeOrderStatus):
-        return _check_change(state, workflow, command)
-    return _check_creation(state, workflow, command)
+    return _check_command(state, workflow, command)
 
 
-def _decided(decision: Decision, explanation: str) -> ReplayCheck:
+def _decided(decision: Decision, explanation: str | None) -> ReplayCheck:
     return ReplayCheck(decodes=True, decision=decision, explanation=explanation)
 
 
@@ -137,26 +143,21 @@ def _check_event(replay: Replay) -> ReplayCheck:
     )
 
 
-def _check_change(
-    state: CurrentState, workflow: Workflow, command: ChangeOrderStatus
-) -> ReplayCheck:
-    order = state.order_state(command.order_number)
-    match decide_status_change(order, command, workflow):
+def _check_command(state: CurrentState, workflow: Workflow, command: Command) -> ReplayCheck:
+    """Decide `command` as the status worker would, and predict what its inbox records."""
+    if isinstance(command, ChangeOrderStatus):
+        order = state.order_state(command.order_number)
+        decision: CommandDecision = decide_status_change(order, command, workflow)
+    else:
+        registered = state.registration(command.order_number)
+        content = creation_fingerprint(command)
+        decision = decide_creation(command.order_number, content, registered, workflow)
+    outcome, _reason, explanation = outcome_of(decision)
+    match decision:
         case Move(from_status=before, to_status=after):
-            return _decided("accepted", f"{before} -> {after}")
-        case Unchanged(status=status):
-            return _decided("unchanged", f"the order is already {status}")
-        case Rejection(reason=reason, detail=detail):
-            return _decided("rejected", f"{reason.value}: {detail}")
-
-
-def _check_creation(state: CurrentState, workflow: Workflow, command: CreateOrder) -> ReplayCheck:
-    registered = state.registration(command.order_number)
-    content = creation_fingerprint(command)
-    match decide_creation(command.order_number, content, registered, workflow):
+            explanation = f"{before} -> {after}"
         case Register(status=status):
-            return _decided("accepted", f"registered as {status}")
-        case AlreadyRegistered(detail=detail):
-            return _decided("duplicate", detail)
+            explanation = f"registered as {status}"
         case Rejection(reason=reason, detail=detail):
-            return _decided("rejected", f"{reason.value}: {detail}")
+            explanation = f"{reason.value}: {detail}"
+    return _decided(PREDICTED[outcome], explanation)

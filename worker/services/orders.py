@@ -108,15 +108,9 @@ class OrderStore(Protocol):
     def count_orders(self, order_filter: OrderFilter) -> int: ...
 
     def list_orders(
-        self,
-        order_filter: OrderFilter,
-        *,
-        sort: OrderSort,
-        descending: bool,
-        after: Position | None,
-        limit: int,
+        self, query: OrderListQuery, after: Position | None, limit: int
     ) -> Sequence[OrderSummary]:
-        """Up to `limit` matching orders in this order, starting after `after`."""
+        """Up to `limit` orders matching `query.filter`, in its sort order, after `after`."""
 
     def order(self, order_number: str) -> OrderDetail | None:
         """The order with its lines and history, or None."""
@@ -140,13 +134,7 @@ def list_orders(store: OrderStore, query: OrderListQuery) -> OrderPage:
             known = ", ".join(s.code for s in workflow.statuses)
             raise InvalidRequest("status", f"{status!r} is not a status; known: {known}")
     after = None if query.after is None else decode_cursor(query.after, query)
-    found = store.list_orders(
-        query.filter,
-        sort=query.sort,
-        descending=query.descending,
-        after=after,
-        limit=query.limit + 1,
-    )
+    found = store.list_orders(query, after, query.limit + 1)
     items = tuple(found[: query.limit])
     more = len(found) > query.limit
     next_cursor = encode_cursor(items[-1], query) if more else None

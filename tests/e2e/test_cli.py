@@ -297,6 +297,8 @@ def test_run_says_once_that_the_broker_refused_the_login_then_gives_up(
     assert "ACCESS_REFUSED" in said[0]
     assert "ORDERS_AMQP_URL" in said[0]
     assert "wrong" not in completed.stderr, "the password must not be logged"
+    assert "<locals>" not in completed.stderr, "log lines speak of the product, not its code"
+    assert "Retrying" not in completed.stderr
     assert "Traceback" not in completed.stderr.split("gave up")[0]
 
 

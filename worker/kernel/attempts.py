@@ -41,6 +41,9 @@ from worker.kernel.stopping import Stopped, Stopping
 
 log = logging.getLogger(__name__)
 
+FIRST_WAIT_SECONDS = 0.1
+"""The pause before the first retry in place; later ones grow to `max_wait_seconds`."""
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 Work = Callable[[Sequence[Item]], Sequence[Result]]
@@ -174,21 +177,23 @@ class AttemptRunner:
         """
         contention_left = self._contention_retries
 
-        def contention_passes(error: BaseException) -> bool:
+        def clears_in_place(error: BaseException) -> bool:
             nonlocal contention_left
-            if contention_too:
+            if isinstance(error, Unavailable | Misconfigured):
                 return True
+            if not isinstance(error, Contention):
+                return False
             contention_left -= 1
-            return contention_left >= 0
+            return contention_too or contention_left >= 0
 
-        result = self.retrying(
-            keepalive,
-            size=len(items),
-            only_if=lambda error: (
-                isinstance(error, Unavailable | Misconfigured)
-                or (isinstance(error, Contention) and contention_passes(error))
-            ),
-        )(work, items)
+        try:  # the common case, without building a retry loop
+            result = work(items)
+        except Exception as error:
+            if not clears_in_place(error):
+                raise
+            self._say_waiting(error, FIRST_WAIT_SECONDS, len(items), attempt=1)
+            self._stopping.wait(FIRST_WAIT_SECONDS, keepalive)
+            result = self.retrying(keepalive, size=len(items), only_if=clears_in_place)(work, items)
         self._patience.recovered()
         return result
 
@@ -218,6 +223,11 @@ class AttemptRunner:
 
     def _before_waiting(self, state: RetryCallState, size: int) -> None:
         error = state.outcome.exception() if state.outcome else None
+        self._say_waiting(error, state.upcoming_sleep, size, attempt=state.attempt_number + 1)
+
+    def _say_waiting(
+        self, error: BaseException | None, seconds: float, size: int, *, attempt: int
+    ) -> None:
         if isinstance(error, Misconfigured):
             self._patience.judge(error)  # says it once; raises GaveUp when patience runs out
             return
@@ -227,7 +237,7 @@ class AttemptRunner:
             level,
             "%s; trying again in %.1fs%s",
             error,
-            state.upcoming_sleep,
+            seconds,
             holding,
-            extra={"attempt": state.attempt_number},
+            extra={"attempt": attempt},
         )

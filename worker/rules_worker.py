@@ -19,6 +19,7 @@ import kombu
 
 from contracts import OrderCreated, OrderStatusChanged
 from worker.config import Settings
+from worker.crashpoints import RULES_AFTER_COMMIT_BEFORE_ACK, crash_point
 from worker.db.connection import Database
 from worker.db.errors import ContentionPersists, is_contention, is_transient_database_error
 from worker.db.rules_store import find_stays, record_verdicts
@@ -140,6 +141,7 @@ class RulesWorker:
                         self._handle(handled, failures, keepalive)
                     if handled is not None:
                         # Each event's effects are committed already: one ack covers them.
+                        crash_point(RULES_AFTER_COMMIT_BEFORE_ACK)
                         handled.ack(multiple=True)
         finally:
             connection.release()

@@ -16,6 +16,11 @@ from typing import Any
 import kombu
 
 from worker.config import Settings
+from worker.crashpoints import (
+    AFTER_COMMIT_BEFORE_ACK,
+    AFTER_DEAD_LETTER_COPY_BEFORE_ACK,
+    crash_point,
+)
 from worker.db.apply import apply_commands
 from worker.db.connection import Database
 from worker.db.errors import ContentionPersists, is_contention, is_transient_database_error
@@ -127,6 +132,8 @@ class StatusWorker:
             if isinstance(failure, Poison | RetryLater):
                 self._failures.route(publisher, message, failure)
         publisher.confirm_all()
+        poisoned = any(isinstance(item, Poison) for item in dispositions)
+        crash_point(AFTER_DEAD_LETTER_COPY_BEFORE_ACK if poisoned else AFTER_COMMIT_BEFORE_ACK)
         # Everything is committed, waiting in a retry tier or dead-lettered: one ack covers it.
         batch[-1].ack(multiple=True)
 

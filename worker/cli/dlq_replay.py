@@ -21,6 +21,7 @@ from rich.progress import Progress
 from worker.cli.dlq_common import one_selector, open_store, replay_summary, when
 from worker.cli.output import ExitCode, print_json, visible
 from worker.config import Settings
+from worker.crashpoints import REPLAY_AFTER_PUBLISH_BEFORE_MARK, crash_point
 from worker.db import dead_letters
 from worker.db.connection import Connection
 from worker.db.dead_letters import Selection
@@ -197,6 +198,7 @@ def _replay_one(
                 mandatory=True,
             )
             publisher.confirm_all()
+            crash_point(REPLAY_AFTER_PUBLISH_BEFORE_MARK)
             dead_letters.mark_replayed(conn, entry_id, actor)
             return {"id": entry_id, "result": "replayed", **_target(message)}
     except ConfirmTimeout as error:

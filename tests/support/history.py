@@ -201,9 +201,9 @@ def _expected_orders(
 def _events(observed: Observed) -> tuple[list[str], list[str], int]:
     """Missing events, unexpected events, and how many deliveries were repeats."""
     change_events: defaultdict[str, list[OutboxRow]] = defaultdict(list)
-    for row in observed.outbox:
-        if row.message_type in CHANGE_EVENT_TYPES:
-            change_events[row.command_id].append(row)
+    for event in observed.outbox:
+        if event.message_type in CHANGE_EVENT_TYPES:
+            change_events[event.command_id].append(event)
     received = Counter(observed.received_event_ids)
     missing = []
     for row in observed.history:

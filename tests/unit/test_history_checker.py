@@ -4,6 +4,7 @@ from collections import Counter
 from dataclasses import replace
 from uuid import uuid4
 
+from contracts import Command
 from tests.support.commands import change_status, create_order
 from tests.support.history import (
     Confirmed,
@@ -24,8 +25,13 @@ def _clean_run() -> tuple[list[Confirmed], Observed]:
     start = change_status(NUMBER, "in_progress")
     refused = change_status(NUMBER, "pending_review")  # in_progress -> pending_review: invalid
     finish = change_status(NUMBER, "completed")
-    confirmed = [Confirmed(i, c) for i, c in enumerate([create, start, refused, finish])]
-    changes = [(create, 1, "pending"), (start, 2, "in_progress"), (finish, 3, "completed")]
+    sent: list[Command] = [create, start, refused, finish]
+    confirmed = [Confirmed(i, c) for i, c in enumerate(sent)]
+    changes: list[tuple[Command, int, str]] = [
+        (create, 1, "pending"),
+        (start, 2, "in_progress"),
+        (finish, 3, "completed"),
+    ]
     history = [HistoryRow(NUMBER, v, to, str(c.command_id)) for c, v, to in changes]
     outbox = [
         OutboxRow(str(uuid4()), str(c.command_id), "OrderStatusChanged", published=True)

@@ -16,6 +16,7 @@ from worker.cli.publishing import publish
 from worker.cli.rules import rules
 from worker.cli.service import declare, migrate, run
 from worker.cli.tasks import tasks
+from worker.cli.verify import verify
 from worker.config import Settings
 from worker.db.migrate import MigrationsMissing
 from worker.db.workflow_store import SchemaMissing
@@ -70,5 +71,6 @@ for command in (
     tasks,
     bench,
     dlq,
+    verify,
 ):
     main.add_command(command)

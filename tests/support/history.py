@@ -112,11 +112,22 @@ class Report:
         assert self.clean, "the history is not clean:\n" + self.describe()
 
 
-def check_history(confirmed: Iterable[Confirmed], observed: Observed, workflow: Workflow) -> Report:
-    """Judge a drained run against the commands the broker confirmed."""
-    commands = sorted(confirmed, key=lambda item: item.position)
-    report = Report(confirmed=len({str(item.command.command_id) for item in commands}))
-    report.lost = _lost(commands, observed)
+def check_history(
+    confirmed: Iterable[Confirmed],
+    observed: Observed,
+    workflow: Workflow,
+    unconfirmed: Iterable[Confirmed] = (),
+) -> Report:
+    """Judge a drained run against the commands the broker confirmed.
+
+    `unconfirmed` are commands sent whose confirm never came (the connection
+    broke first): they may or may not have arrived, so none of them counts as
+    lost, but those that took effect count, in their place, for the final state.
+    """
+    sent = list(confirmed)
+    commands = sorted([*sent, *unconfirmed], key=lambda item: item.position)
+    report = Report(confirmed=len({str(item.command.command_id) for item in sent}))
+    report.lost = _lost(sent, observed)
     report.doubled = _doubled(observed)
     expected = _expected_orders(commands, observed, workflow)
     report.wrong_final_state = [

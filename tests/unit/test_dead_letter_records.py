@@ -169,6 +169,20 @@ def test_a_redelivery_from_the_dead_letter_queue_has_the_same_fingerprint() -> N
     assert other.fingerprint != first.fingerprint
 
 
+def test_a_second_copy_of_one_failure_made_after_a_crash_has_the_same_fingerprint() -> None:
+    """Killed after the copy's confirm, before the ack: the worker copies the original again."""
+    first = describe(BODY, "dl", "rk", worker_dead_letter(), delivery_limit=20, now=NOW)
+    later = worker_dead_letter(**{"x-dead-lettered-at": "2026-11-27T07:59:03+00:00"})
+    again = describe(BODY, "dl", "rk", later, delivery_limit=20, now=NOW)
+    other_reason = describe(
+        BODY, "dl", "rk", worker_dead_letter(**{"x-dead-letter-reason": "apply_failed"}),
+        delivery_limit=20, now=NOW,
+    )  # fmt: skip
+    assert again.fingerprint == first.fingerprint
+    assert again.last_failed_at != first.last_failed_at
+    assert other_reason.fingerprint != first.fingerprint
+
+
 def test_a_replay_sends_the_producer_s_message_without_what_the_failure_path_added() -> None:
     record = describe(
         BODY,

@@ -29,6 +29,11 @@ MAX_ATTEMPTS = 2**31 - 1
 """The column is an integer; a count sent by a producer is no reason to refuse the row."""
 REDELIVERY_HEADERS = ("x-delivery-count",)
 """Headers the dead-letter queue itself changes when it delivers a message again."""
+COPY_TIME_HEADERS = (DEAD_LETTERED_AT_HEADER,)
+"""When a worker made its dead-letter copy: a worker killed after the copy's confirm and
+before its ack copies the redelivered original again a moment later, and the two copies
+are one failure."""
+UNHASHED_HEADERS = frozenset({*REDELIVERY_HEADERS, *COPY_TIME_HEADERS})
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ def _attempts(headers: Mapping[str, Any], death: Mapping[str, Any], delivery_lim
 def _fingerprint(
     body: bytes, exchange: str, routing_key: str, properties: Any, headers: dict[str, Any]
 ) -> str:
-    stable = {name: value for name, value in headers.items() if name not in REDELIVERY_HEADERS}
+    stable = {name: value for name, value in headers.items() if name not in UNHASHED_HEADERS}
     framing = json.dumps(
         [exchange, routing_key, properties, stable], sort_keys=True, ensure_ascii=True
     )

@@ -93,19 +93,23 @@ class StatusWorker:
                 auto_declare=False,
                 no_ack=False,
             )
-            with consumer:
-                log.info("consuming", extra={"queue": self._topology.status_worker_queue})
-                while not self._stop.is_set():
-                    batch = collect_batch(
-                        connection,
-                        buffer,
-                        self._stop,
-                        self._settings.batch_size,
-                        self._settings.batch_wait_ms / 1000,
-                    )
-                    if batch:
-                        self._handle(batch, publisher, keepalive=lambda: serve(connection))
-                    connection.heartbeat_check()
+            # Never cancelled, only closed with the connection: a quorum queue puts the
+            # deliveries in flight at a cancel behind later messages (RabbitMQ 3.10), so a
+            # later command of an order would overtake an earlier one; a closed connection
+            # returns every unacked message in its place.
+            consumer.consume()
+            log.info("consuming", extra={"queue": self._topology.status_worker_queue})
+            while not self._stop.is_set():
+                batch = collect_batch(
+                    connection,
+                    buffer,
+                    self._stop,
+                    self._settings.batch_size,
+                    self._settings.batch_wait_ms / 1000,
+                )
+                if batch:
+                    self._handle(batch, publisher, keepalive=lambda: serve(connection))
+                connection.heartbeat_check()
         finally:
             connection.release()
 

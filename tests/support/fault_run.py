@@ -94,13 +94,14 @@ class FaultRun:
         return report
 
     def redeliveries(self) -> int:
-        """Deliveries of commands beyond the first, as the inbox counted them."""
+        """Deliveries the inbox counted beyond those the producer sent: the fault's repeats."""
+        sent = len(self.producer.confirmed) + len(self.producer.unconfirmed)
         with psycopg.connect(self.settings.database_url, autocommit=True) as connection:
             row = connection.execute(
-                "SELECT coalesce(sum(deliveries - 1), 0) FROM processed_commands"
+                "SELECT coalesce(sum(deliveries), 0) FROM processed_commands"
             ).fetchone()
         assert row is not None
-        return int(row[0])
+        return int(row[0]) - sent
 
     def summary(self) -> dict[str, Any]:
         assert self.report is not None

@@ -6,6 +6,7 @@ run keeps everything it needs to explain a failure: the checker's examples and
 the tail of each worker's log.
 """
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import Any
 
 import psycopg
 
+from contracts import Command
 from tests.support.collector import EventCollector
 from tests.support.history import Report, check_history
 from tests.support.observation import observe
-from tests.support.processes import ROLES, WorkerProcess
+from tests.support.processes import ROLES, WorkerProcess, wait_until
 from tests.support.producer import ConfirmingProducer
 from tests.support.workflow_spec import spec_workflow
 from worker.config import Settings
@@ -47,6 +49,21 @@ class FaultRun:
         self.figures: dict[str, Any] = {}
         """What a scenario measured besides the checker's counts (peak RSS, seconds)."""
 
+    def use_settings(self, settings: Settings) -> None:
+        """Start the workers with other settings from now on (a proxy's address, a timeout)."""
+        for worker in self.workers.values():
+            worker.settings = settings
+
+    def publish_in_background(self, commands: Sequence[Command]) -> threading.Thread:
+        thread = threading.Thread(target=self.producer.send, args=(commands,), daemon=True)
+        thread.start()
+        return thread
+
+    def wait_for_progress(self, at_least: int, timeout: float = 60) -> None:
+        assert wait_until(lambda: inbox_count(self.settings.database_url) >= at_least, timeout), (
+            f"fewer than {at_least} commands had an outcome within {timeout}s"
+        )
+
     def start(self, roles: Sequence[str] = ROLES, crash_at: str | None = None) -> None:
         for role in roles:
             self.workers[role].start(crash_at=crash_at)
@@ -76,9 +93,9 @@ class FaultRun:
             self.producer.confirmed, observed, spec_workflow(), self.producer.unconfirmed
         )
 
-    def finish(self) -> Report:
+    def finish(self, drain_timeout: float = 120.0) -> Report:
         """Drain, stop every worker cleanly, and judge the history; fail with the logs if bad."""
-        drained = self.drain()
+        drained = self.drain(drain_timeout)
         exits = {role: worker.stop() for role, worker in self.workers.items()}
         self.events.collect()
         report = self.check()

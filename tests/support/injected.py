@@ -126,7 +126,9 @@ def terminate_sessions(database_url: str, namespace: str, role: str | None = Non
 def set_read_only(database_url: str, read_only: bool) -> None:
     """Make the test's own database read-only for new sessions (or writable again)."""
     name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
-    with psycopg.connect(database_url, autocommit=True) as connection:
+    # This session must be writable itself, whatever the database's default has become.
+    writable = "-c default_transaction_read_only=off"
+    with psycopg.connect(database_url, autocommit=True, options=writable) as connection:
         connection.execute(
             sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = {}").format(
                 sql.Identifier(str(name)), sql.SQL("on" if read_only else "off")

@@ -91,6 +91,9 @@ class WorkerProcess:
                 return int(line.split()[1]) / 1024
         raise AssertionError(f"no VmHWM for {self.role} ({self.pid})")
 
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""

@@ -169,6 +169,25 @@ def test_a_redelivery_from_the_dead_letter_queue_has_the_same_fingerprint() -> N
     assert other.fingerprint != first.fingerprint
 
 
+def test_an_order_number_longer_than_the_contract_allows_is_not_kept() -> None:
+    """A 2 MB "order number" would not fit the column's index and stall the store."""
+    huge = b'{"order_number": "' + b"x" * 2_000_000 + b'"}'
+    longest = b'{"order_number": "' + b"x" * 64 + b'"}'
+    assert describe(huge, "dl", "rk", worker_dead_letter(), delivery_limit=20).order_number is None
+    kept = describe(longest, "dl", "rk", worker_dead_letter(), delivery_limit=20)
+    assert kept.order_number == "x" * 64
+
+
+def test_a_body_nested_deeper_than_python_parses_is_still_described() -> None:
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    record = describe(deep, "dl", "rk", worker_dead_letter(), delivery_limit=20)
+    assert (record.reason, record.message_id, record.order_number) == (
+        "retries_exhausted",
+        "m-1",
+        None,
+    )
+
+
 def test_a_second_copy_of_one_failure_made_after_a_crash_has_the_same_fingerprint() -> None:
     """Killed after the copy's confirm, before the ack: the worker copies the original again."""
     first = describe(BODY, "dl", "rk", worker_dead_letter(), delivery_limit=20, now=NOW)

@@ -27,6 +27,8 @@ DEAD_LETTERED_AT_HEADER = "x-dead-lettered-at"
 UNKNOWN_REASON = "unknown"
 MAX_ATTEMPTS = 2**31 - 1
 """The column is an integer; a count sent by a producer is no reason to refuse the row."""
+MAX_ORDER_NUMBER_LENGTH = 64
+"""The contract's limit (`contracts.base.OrderNumber`)."""
 REDELIVERY_HEADERS = ("x-delivery-count",)
 """Headers the dead-letter queue itself changes when it delivers a message again."""
 COPY_TIME_HEADERS = (DEAD_LETTERED_AT_HEADER,)
@@ -172,10 +174,14 @@ def _fingerprint(
 def _order_number(body: bytes) -> str | None:
     try:
         decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested deeper than Python goes
         return None
     number = decoded.get("order_number") if isinstance(decoded, dict) else None
-    return number if isinstance(number, str) and "\x00" not in number else None
+    if not isinstance(number, str) or "\x00" in number:
+        return None
+    # Longer is no order number the contract allows, and a huge one would not fit the
+    # column's index: the insert would fail on every try and stall the whole store.
+    return number if len(number) <= MAX_ORDER_NUMBER_LENGTH else None
 
 
 def _text(value: Any) -> str | None:

@@ -42,6 +42,7 @@ class ConfirmingProducer:
         self.nacked: list[Command] = []
         self.raw_confirmed: list[RawMessage] = []
         self._position = 0
+        self.confirm_timeout = 60.0
 
     def send(self, commands: Iterable[Command], window: int = WINDOW) -> None:
         """Publish every command; return once each is confirmed, refused or unconfirmable."""
@@ -51,8 +52,13 @@ class ConfirmingProducer:
             for start in range(0, len(pending), window):
                 self._send_window(publisher, pending[start : start + window])
 
-    def send_raw(self, messages: Iterable[RawMessage], window: int = WINDOW) -> None:
-        """Publish messages as they are (malformed ones included), with confirms."""
+    def send_raw(
+        self, messages: Iterable[RawMessage], window: int = WINDOW, exchange: str | None = None
+    ) -> None:
+        """Publish messages as they are (malformed ones included), with confirms.
+
+        `exchange` "" sends each straight to the queue its routing key names.
+        """
         pending = list(messages)
         with kombu.Connection(self._amqp_url, heartbeat=0) as connection:
             publisher = ConfirmedPublisher(connection)
@@ -61,16 +67,17 @@ class ConfirmingProducer:
                 tags = {
                     publisher.publish(
                         message.body,
-                        exchange=self._exchange,
+                        exchange=self._exchange if exchange is None else exchange,
                         routing_key=message.routing_key,
                         content_type=message.content_type,
                         content_encoding=message.content_encoding,
                         headers=message.headers,
                         properties={"message_id": message.message_id, "type": message.type_name},
+                        mandatory=True,  # a message no queue takes is refused, not dropped
                     ): message
                     for message in chunk
                 }
-                refused = set(publisher.wait_for_confirms(timeout=60))
+                refused = set(publisher.wait_for_confirms(timeout=self.confirm_timeout))
                 self.raw_confirmed += [m for tag, m in tags.items() if tag not in refused]
 
     def _send_window(self, publisher: ConfirmedPublisher, commands: list[Command]) -> None:

@@ -6,7 +6,6 @@ only while holding the machine's CPU lock, and always put things back.
 """
 
 import fcntl
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -134,7 +133,3 @@ def set_read_only(database_url: str, read_only: bool) -> None:
                 sql.Identifier(str(name)), sql.SQL("on" if read_only else "off")
             )
         )
-
-
-def environment_without_crash_point() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key != "ORDERS_CRASH_AT"}

@@ -67,10 +67,6 @@ class WorkerProcess:
     def wait(self, timeout: float) -> int:
         return self.process.wait(timeout=timeout)
 
-    def wait_dead(self, timeout: float) -> int:
-        """Wait for the process to end by itself (a crash point); its exit status."""
-        return self.wait(timeout)
-
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL if it has not stopped within `timeout`; the exit status."""
         if self._process is None:

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CLI    := $(BIN)/order-status
 
-.PHONY: install servers run test check lint typecheck pytest demo bench schemas format clean
+.PHONY: install servers run test check lint typecheck pytest test-faults soak demo bench schemas format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ typecheck: install
 
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fault suite: every scenario of tests/faults at full size (a quick form of a few runs in
+# `make test`). Some faults touch the shared broker; they take /tmp/cpu.lock themselves.
+test-faults: install  ## Kill, cut, stall and overload the workers; check no command is lost
+	$(BIN)/pytest tests/faults -m "not soak" $(PYTEST_ARGS)
+
+soak: install  ## An hour at a steady rate with periodic faults (SOAK_SECONDS to shorten); not in CI
+	$(BIN)/pytest tests/faults -m soak -s $(PYTEST_ARGS)
 
 demo: install  ## Play a short scenario against the local servers and print it
 	$(CLI) demo

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from worker.config import Settings
+from worker.crashpoints import RELAY_AFTER_PUBLISH_BEFORE_MARK, crash_point
 from worker.db import outbox
 from worker.db.connection import Connection, connect
 from worker.db.errors import translated
@@ -182,6 +183,7 @@ class OutboxRelay:
         taken, refused = window.publisher.settled_prefix(window.tags)
         done = window.take(taken)
         if done:
+            crash_point(RELAY_AFTER_PUBLISH_BEFORE_MARK)
             self._mark_published(database, broker, done)
             self._batch_limit = self._settings.relay_batch_size
             log.debug("published events", extra={"count": len(done)})

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from contracts import OrderCreated, OrderStatusChanged
 from worker.config import Settings
+from worker.crashpoints import RULES_AFTER_COMMIT_BEFORE_ACK
 from worker.db.connection import Database
 from worker.db.rules_store import DatabaseRulesStore
 from worker.db.workflow_store import WorkflowCache
@@ -140,4 +141,5 @@ def build(
         batch_size=PREFETCH,
         batch_wait_seconds=TAKE_WHAT_HAS_ARRIVED_SECONDS,
         prefetch=PREFETCH,
+        crash_before_ack=RULES_AFTER_COMMIT_BEFORE_ACK,
     )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from worker.config import Settings
+from worker.crashpoints import AFTER_COMMIT_BEFORE_ACK, AFTER_DEAD_LETTER_COPY_BEFORE_ACK
 from worker.db.apply import DatabaseCommandStore
 from worker.db.connection import Database
 from worker.db.workflow_store import WorkflowCache
@@ -120,4 +121,6 @@ def build(settings: Settings, stop: threading.Event) -> Consumer:
         batch_size=settings.batch_size,
         batch_wait_seconds=settings.batch_wait_ms / 1000,
         prefetch=settings.prefetch_count,
+        crash_before_ack=AFTER_COMMIT_BEFORE_ACK,
+        crash_after_dead_letter_copy=AFTER_DEAD_LETTER_COPY_BEFORE_ACK,
     )

@@ -60,6 +60,8 @@ class WorkerParts:
         batch_size: int,
         batch_wait_seconds: float,
         prefetch: int,
+        crash_before_ack: str | None = None,
+        crash_after_dead_letter_copy: str | None = None,
     ) -> Consumer:
         return Consumer(
             ConsumerSettings(
@@ -69,6 +71,8 @@ class WorkerParts:
                 batch_wait_seconds=batch_wait_seconds,
                 prefetch=prefetch,
                 reconnect_max_seconds=self.settings.reconnect_max_seconds,
+                crash_before_ack=crash_before_ack,
+                crash_after_dead_letter_copy=crash_after_dead_letter_copy,
             ),
             handler,
             open_session=lambda: AmqpSession(self.settings, self.role, self.topology),

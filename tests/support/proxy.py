@@ -11,7 +11,13 @@ from worker.config import Settings
 
 
 class CuttableProxy:
-    """Forward 127.0.0.1:<port> to a server; `cut()` drops every open connection."""
+    """Forward 127.0.0.1:<port> to a server; `cut()` drops every open connection.
+
+    `refuse()` also drops every connection and closes each new one at once,
+    until `accept_again()`; `stall()` stops forwarding anything, keeping every
+    socket open (no FIN, no data, as a dead peer or a partition looks), until
+    `resume()`.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -24,6 +30,8 @@ class CuttableProxy:
         self._cut_requested = threading.Event()
         self._closed = threading.Event()
         self.connections_accepted = 0
+        self._refusing = threading.Event()
+        self._stalled = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="cuttable-proxy", daemon=True)
         self._thread.start()
 
@@ -33,6 +41,21 @@ class CuttableProxy:
         while self._cut_requested.is_set() and not self._closed.is_set():
             self._closed.wait(0.01)
 
+    def refuse(self) -> None:
+        """Drop every connection, and every new one as soon as it comes."""
+        self._refusing.set()
+        self.cut()
+
+    def accept_again(self) -> None:
+        self._refusing.clear()
+
+    def stall(self) -> None:
+        """Forward nothing more and accept nothing more; close nothing."""
+        self._stalled.set()
+
+    def resume(self) -> None:
+        self._stalled.clear()
+
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=5)
@@ -40,6 +63,9 @@ class CuttableProxy:
     def _serve(self) -> None:
         try:
             while not self._closed.is_set():
+                if self._stalled.is_set():
+                    self._closed.wait(0.05)
+                    continue
                 for key, _ in self._selector.select(timeout=0.05):
                     sock = key.fileobj
                     assert isinstance(sock, socket.socket)
@@ -57,6 +83,9 @@ class CuttableProxy:
 
     def _accept(self) -> None:
         client, _ = self._listener.accept()
+        if self._refusing.is_set():
+            client.close()
+            return
         try:
             upstream = socket.create_connection(self._target, timeout=5)
         except OSError:

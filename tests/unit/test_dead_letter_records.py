@@ -169,6 +169,39 @@ def test_a_redelivery_from_the_dead_letter_queue_has_the_same_fingerprint() -> N
     assert other.fingerprint != first.fingerprint
 
 
+def test_an_order_number_longer_than_the_contract_allows_is_not_kept() -> None:
+    """A 2 MB "order number" would not fit the column's index and stall the store."""
+    huge = b'{"order_number": "' + b"x" * 2_000_000 + b'"}'
+    longest = b'{"order_number": "' + b"x" * 64 + b'"}'
+    assert describe(huge, "dl", "rk", worker_dead_letter(), delivery_limit=20).order_number is None
+    kept = describe(longest, "dl", "rk", worker_dead_letter(), delivery_limit=20)
+    assert kept.order_number == "x" * 64
+
+
+def test_a_body_nested_deeper_than_python_parses_is_still_described() -> None:
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    record = describe(deep, "dl", "rk", worker_dead_letter(), delivery_limit=20)
+    assert (record.reason, record.message_id, record.order_number) == (
+        "retries_exhausted",
+        "m-1",
+        None,
+    )
+
+
+def test_a_second_copy_of_one_failure_made_after_a_crash_has_the_same_fingerprint() -> None:
+    """Killed after the copy's confirm, before the ack: the worker copies the original again."""
+    first = describe(BODY, "dl", "rk", worker_dead_letter(), delivery_limit=20, now=NOW)
+    later = worker_dead_letter(**{"x-dead-lettered-at": "2026-11-27T07:59:03+00:00"})
+    again = describe(BODY, "dl", "rk", later, delivery_limit=20, now=NOW)
+    other_reason = describe(
+        BODY, "dl", "rk", worker_dead_letter(**{"x-dead-letter-reason": "apply_failed"}),
+        delivery_limit=20, now=NOW,
+    )  # fmt: skip
+    assert again.fingerprint == first.fingerprint
+    assert again.last_failed_at != first.last_failed_at
+    assert other_reason.fingerprint != first.fingerprint
+
+
 def test_a_replay_sends_the_producer_s_message_without_what_the_failure_path_added() -> None:
     record = describe(
         BODY,

@@ -15,6 +15,7 @@ from worker.cli.rules import rules
 from worker.cli.service import declare, migrate, run
 from worker.cli.tasks import tasks
 from worker.cli.teardown import teardown
+from worker.cli.verify import verify
 from worker.config import Settings
 from worker.redaction import secrets_in
 
@@ -77,5 +78,6 @@ for command in (
     bench,
     dlq,
     teardown,
+    verify,
 ):
     main.add_command(command)

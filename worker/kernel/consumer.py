@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from worker.crashpoints import crash_point
 from worker.kernel.delivery import Delivery
 from worker.kernel.dispositions import Disposition, HeldBack, Poison, RetryLater
 from worker.kernel.hooks import Hooks
@@ -58,6 +59,10 @@ class ConsumerSettings:
     batch_wait_seconds: float
     prefetch: int
     reconnect_max_seconds: float
+    crash_before_ack: str | None = None
+    """The crash point (`worker.crashpoints`) a fault test may arm after commit, before the ack."""
+    crash_after_dead_letter_copy: str | None = None
+    """The crash point for a batch whose poison was dead-lettered, confirmed, and not acked."""
 
 
 class Consumer:
@@ -147,9 +152,18 @@ class Consumer:
         # Every effect is committed, and every copy in a tier or the dead letters confirmed:
         # only now may the originals go.
         publisher.confirm_all()
+        self._crash_point_before_ack(dispositions)
         session.ack_through(batch[-1])
         self._hooks.after_batch(role, batch, dispositions, time.monotonic() - began)
         return dispositions
+
+    def _crash_point_before_ack(self, dispositions: Sequence[Disposition]) -> None:
+        poisoned = any(isinstance(disposition, Poison) for disposition in dispositions)
+        name = self._settings.crash_before_ack
+        if poisoned and self._settings.crash_after_dead_letter_copy:
+            name = self._settings.crash_after_dead_letter_copy
+        if name is not None:
+            crash_point(name)
 
     def _failure_of(self, disposition: Disposition) -> Poison | RetryLater | None:
         if isinstance(disposition, HeldBack):

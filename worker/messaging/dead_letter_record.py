@@ -32,8 +32,15 @@ MAX_ATTEMPTS = 2**31 - 1
 MAX_ENTRY_ID = 2**63 - 1
 """The largest id the store can give an entry (a bigint)."""
 """The column is an integer; a count sent by a producer is no reason to refuse the row."""
+MAX_ORDER_NUMBER_LENGTH = 64
+"""The contract's limit (`contracts.base.OrderNumber`)."""
 REDELIVERY_HEADERS = ("x-delivery-count",)
 """Headers the dead-letter queue itself changes when it delivers a message again."""
+COPY_TIME_HEADERS = (DEAD_LETTERED_AT_HEADER,)
+"""When a worker made its dead-letter copy: a worker killed after the copy's confirm and
+before its ack copies the redelivered original again a moment later, and the two copies
+are one failure."""
+UNHASHED_HEADERS = frozenset({*REDELIVERY_HEADERS, *COPY_TIME_HEADERS})
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ def _attempts(headers: Mapping[str, Any], death: Mapping[str, Any], delivery_lim
 def _fingerprint(
     body: bytes, exchange: str, routing_key: str, properties: Any, headers: dict[str, Any]
 ) -> str:
-    stable = {name: value for name, value in headers.items() if name not in REDELIVERY_HEADERS}
+    stable = {name: value for name, value in headers.items() if name not in UNHASHED_HEADERS}
     framing = json.dumps(
         [exchange, routing_key, properties, stable], sort_keys=True, ensure_ascii=True
     )
@@ -175,10 +182,14 @@ def _fingerprint(
 def _order_number(body: bytes) -> str | None:
     try:
         decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested deeper than Python goes
         return None
     number = decoded.get("order_number") if isinstance(decoded, dict) else None
-    return number if isinstance(number, str) and "\x00" not in number else None
+    if not isinstance(number, str) or "\x00" in number:
+        return None
+    # Longer is no order number the contract allows, and a huge one would not fit the
+    # column's index: the insert would fail on every try and stall the whole store.
+    return number if len(number) <= MAX_ORDER_NUMBER_LENGTH else None
 
 
 def _entry_id(value: Any) -> int | None:

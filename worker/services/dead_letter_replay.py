@@ -23,6 +23,7 @@ from typing import Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from worker.crashpoints import REPLAY_AFTER_PUBLISH_BEFORE_MARK, crash_point
 from worker.db.dead_letters import Selection
 from worker.dead_letter_views import DeadLetterDetail
 from worker.domain.workflow import Workflow
@@ -212,7 +213,8 @@ class _Replaying:
                     return _outcome(
                         entry_id, "refused", message, check=check, why=why, needs_force=True
                     )
-                publisher.publish(message)
+                publisher.publish(message)  # returns once the broker confirmed it
+                crash_point(REPLAY_AFTER_PUBLISH_BEFORE_MARK)
                 store.mark_replayed(entry_id, self._request.actor)
                 return _outcome(entry_id, "replayed", message, check=check)
         except ConfirmTimeout as error:

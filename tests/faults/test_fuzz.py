@@ -28,6 +28,7 @@ from tests.conftest import NO_RULES
 from tests.support.fault_run import FaultRun
 from tests.support.processes import WorkerProcess, wait_until
 from tests.support.producer import RawMessage
+from worker.errors import Unavailable
 from worker.messaging.publisher import PublishFailed
 
 pytestmark = pytest.mark.timeout(900)
@@ -37,6 +38,7 @@ PUBLISH_REFUSALS = (
     amqp.exceptions.AMQPError,
     kombu.exceptions.KombuError,
     PublishFailed,
+    Unavailable,  # the broker closed the publisher's connection (541 on odd headers)
     OverflowError,
     ValueError,
     TypeError,

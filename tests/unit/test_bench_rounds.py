@@ -88,3 +88,18 @@ def test_without_the_reference_there_are_no_ratios_to_it() -> None:
     assert figures["ratio_to_broker_limit"] is None
     assert figures["ratio_to_reference_with_db"] is None
     assert figures["commands_per_second"] == 1000
+
+
+def test_at_an_offered_rate_there_are_no_throughput_ratios() -> None:
+    paced = BenchOptions(orders=10, commands=1000, rate=1000.0, ceiling=False)
+    rounds = Rounds(
+        paced,
+        RoundsOptions(),
+        [Round(_ours(1.0, 0.3), _reference(1.0, False), _reference(1.0, True))],
+    )
+
+    figures = rounds.as_json()
+
+    assert figures["reference"]["with_database"]["commands_per_second"] == 1000
+    assert figures["ratio_to_broker_limit"] is None
+    assert "ratio_to_broker_limit" not in figures["runs"][0]

@@ -5,7 +5,8 @@ pipeline is only ever compared with a reference measured next to it: each round
 runs ours, then the reference without a database, then with one, and the summary
 gives the median of each figure over the rounds with every run's own figures
 beside it. The ratios are computed from the reported (rounded) medians, and each
-round also carries its own.
+round also carries its own. At an offered `--rate` every pipeline that keeps up
+runs at that rate, so there are no ratios: latency and CPU per command compare.
 """
 
 import statistics
@@ -92,9 +93,10 @@ class Rounds:
                 for name in ("without_database", "with_database")
             }
             summary["reference"] = {"batch_size": self.rounds_options.reference_batch, **reference}
-            summary.update(_ratios(summary["commands_per_second"], reference))
-            for run in runs:
-                run.update(_ratios(run["ours"]["commands_per_second"], run))
+            if self.options.rate is None:  # at an offered rate every pipeline runs at that rate
+                summary.update(_ratios(summary["commands_per_second"], reference))
+                for run in runs:
+                    run.update(_ratios(run["ours"]["commands_per_second"], run))
         ceilings = [r["ceiling"] for r in ours if r["ceiling"]]
         summary["ceiling"] = _medians(ceilings) if ceilings else None
         summary["ratio_to_ceiling"] = (

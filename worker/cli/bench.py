@@ -134,10 +134,13 @@ def _tables(result: Rounds) -> Group:
                 row(f"{label}: commands per second",
                     figures["reference"][name]["commands_per_second"],
                     [run[name]["commands_per_second"] for run in runs]),
+                (f"{label}: latency p50 / p99 (ms)",
+                 " / ".join(str(v) for v in figures["reference"][name]["latency_ms"].values())),
                 row(f"{label}: CPU µs per command, total",
                     figures["reference"][name]["cpu_us_per_command"]["total"],
                     [run[name]["cpu_us_per_command"]["total"] for run in runs]),
             ]  # fmt: skip
+    if figures["ratio_to_broker_limit"] is not None:
         rows += [
             row("ratio to the broker-bound limit (reference)", figures["ratio_to_broker_limit"],
                 [run["ratio_to_broker_limit"] for run in runs]),

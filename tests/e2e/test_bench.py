@@ -40,13 +40,49 @@ def test_a_small_bench_run_with_repeats_and_refusals_passes_its_own_check(
     assert completed.returncode == 0, completed.stdout + completed.stderr
     result = json.loads(completed.stdout)
     assert result["check"] == {"passed": True, "problems": []}
-    assert (result["commands"], result["messages"]) == (400, 440)
+    assert (result["commands"], result["messages"], result["repeat"]) == (400, 440, 1)
     assert set(result["latency_ms"]) >= {"p50", "p95", "p99"}
     assert set(result["peak_rss_mb"]) == set(WORKERS)
     assert all(mb > 0 for mb in result["peak_rss_mb"].values())
     assert result["ceiling"] is None
     assert result["event_repeats"] == 0
-    _assert_run_left_nothing_behind(servers, result["namespace"], result["database"])
+    _assert_cpu_per_command_adds_up(result["cpu_us_per_command"], list(WORKERS))
+    [run] = result["runs"]
+    assert run["ours"]["check"] == {"passed": True, "problems": []}
+    assert run["ours"]["commands_per_second"] == result["commands_per_second"] > 0
+    reference = result["reference"]
+    assert reference["batch_size"] == 500
+    for name in ("without_database", "with_database"):
+        assert run[name]["check"] == {"passed": True, "problems": []}
+        assert run[name]["with_database"] == (name == "with_database")
+        assert run[name]["messages"] == 440
+        assert run[name]["commands_per_second"] == reference[name]["commands_per_second"] > 0
+        assert set(run[name]["peak_rss_mb"]) == {"reference-commands", "reference-drain"}
+        _assert_cpu_per_command_adds_up(
+            run[name]["cpu_us_per_command"], ["reference-commands", "reference-drain"]
+        )
+    ours = result["commands_per_second"]
+    assert result["ratio_to_broker_limit"] == round(
+        ours / reference["without_database"]["commands_per_second"], 3
+    )
+    assert result["ratio_to_reference_with_db"] == round(
+        ours / reference["with_database"]["commands_per_second"], 3
+    )
+    assert (run["ratio_to_broker_limit"], run["ratio_to_reference_with_db"]) == (
+        result["ratio_to_broker_limit"],
+        result["ratio_to_reference_with_db"],
+    )
+    for figures in (run["ours"], run["without_database"], run["with_database"]):
+        _assert_run_left_nothing_behind(servers, figures["namespace"], figures["database"])
+
+
+def _assert_cpu_per_command_adds_up(per_command: dict[str, float], processes: list[str]) -> None:
+    """Every process of the run is there; the servers too where this host can read them."""
+    parts = {name: us for name, us in per_command.items() if name != "total"}
+    assert set(parts) - {"rabbitmq", "postgresql"} == set(processes)
+    assert all(us >= 0 for us in parts.values())
+    assert per_command["total"] > 0
+    assert abs(per_command["total"] - sum(parts.values())) <= 0.1 * len(parts)
 
 
 def _assert_run_left_nothing_behind(servers: Servers, namespace: str, database: str) -> None:

@@ -5,31 +5,36 @@ production, so their memory and CPU are measured one by one. The load
 generator is a third process; this one observes the events and keeps time.
 """
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pika
-import psutil
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from worker.bench import server_cpu
 from worker.bench.ceiling import Ceiling, measure_ceiling
-from worker.bench.load import write_plan
 from worker.bench.observer import EventObserver, Observed
+from worker.bench.processes import (
+    WorkerUsage,
+    cpu_seconds,
+    publish_and_observe,
+    quantile,
+    stop_processes,
+    timing,
+)
 from worker.bench.verify import Verdict, verify
-from worker.bench.workload import PlannedMessage, plan_workload
+from worker.bench.workload import plan_workload
 from worker.config import Settings
 from worker.db.migrate import migrate
 from worker.db.workflow_store import load_workflow
@@ -38,8 +43,6 @@ from worker.messaging.topology import Topology
 from worker.runner import WORKERS
 
 NO_RULES = "rules: []  # the benchmark measures the status path; the rules worker idles\n"
-STALL_SECONDS = 60.0
-"""A run in which no event arrives for this long has failed."""
 CEILING_MESSAGES = 20_000
 
 
@@ -52,12 +55,6 @@ class BenchOptions:
     rate: float | None = None
     ceiling: bool = True
     keep: bool = False
-
-
-@dataclass
-class WorkerUsage:
-    cpu_seconds: float = 0.0
-    peak_rss_mb: float = 0.0
 
 
 @dataclass
@@ -75,16 +72,15 @@ class BenchResult:
     database: str
     ceiling: Ceiling | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    servers: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of RabbitMQ and PostgreSQL in the timed phase (see server_cpu)."""
 
     @property
     def commands_per_second(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
 
-    def latency(self, quantile: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, round(quantile * (len(ordered) - 1)))]
+    def latency(self, q: float) -> float:
+        return quantile(self.latencies_ms, q)
 
     @property
     def passed(self) -> bool:
@@ -118,6 +114,11 @@ class BenchResult:
             "peak_rss_mb": {name: round(u.peak_rss_mb, 1) for name, u in self.workers.items()},
             "cpu_seconds": {name: round(u.cpu_seconds, 2) for name, u in self.workers.items()},
             "cpu_seconds_per_1000_commands": round(1000 * cpu / self.messages, 3),
+            "cpu_us_per_command": cpu_per_command(
+                {name: u.cpu_seconds for name, u in self.workers.items()},
+                self.servers,
+                self.messages,
+            ),
             "ceiling": ceiling,
             "ratio_to_ceiling": (
                 round(self.commands_per_second / self.ceiling.binding, 3) if self.ceiling else None
@@ -143,7 +144,7 @@ def run_bench(
         update={"namespace": namespace, "database_url": database_url}
     )
     topology = Topology.for_settings(bench_settings)
-    with _scratch(bench_settings, topology, options.keep) as workdir:
+    with scratch(bench_settings, topology, options.keep) as workdir:
         progress(f"database {params['dbname']}, namespace {namespace}, worker logs in {workdir}")
         migrate(database_url, settings.migrations_dir)
         connect_declared(bench_settings, "bench", topology).release()
@@ -164,36 +165,36 @@ def run_bench(
         try:
             observed = Observed()
             progress(f"registering {options.orders} orders")
-            _publish_and_observe(
-                settings, topology, workdir, workload.registrations,
+            publish_and_observe(
+                settings.amqp_url, topology.commands_exchange, workdir, workload.registrations,
                 rate=None, observer=observer, observed=observed,
             )  # fmt: skip
-            cpu_before = {name: _cpu_seconds(proc) for name, proc in workers.items()}
+            cpu_before = {name: cpu_seconds(proc) for name, proc in workers.items()}
+            servers_before = server_cpu.snapshot(settings.database_url, [str(params["dbname"])])
             progress(
                 f"publishing {len(workload.changes)} status changes"
                 + (f" at {options.rate:g}/s" if options.rate else "")
             )
-            sent_at, nacked = _publish_and_observe(
-                settings, topology, workdir, workload.changes,
+            sent_at, nacked = publish_and_observe(
+                settings.amqp_url, topology.commands_exchange, workdir, workload.changes,
                 rate=options.rate, observer=observer, observed=observed,
             )  # fmt: skip
             usage = {
-                name: WorkerUsage(cpu_seconds=_cpu_seconds(proc) - cpu_before[name])
+                name: WorkerUsage(cpu_seconds=cpu_seconds(proc) - cpu_before[name])
                 for name, proc in workers.items()
             }
+            servers = server_cpu.used_between(
+                servers_before,
+                server_cpu.snapshot(settings.database_url, [str(params["dbname"])]),
+            )
         finally:
-            peaks = _stop_workers(workers)
+            peaks = stop_processes(workers)
             observer.close()
         for name, peak in peaks.items():
             usage.setdefault(name, WorkerUsage()).peak_rss_mb = peak
-        distinct = [message.command_id for message in workload.changes]
-        first_sent = min(sent_at[i] for i in distinct)
-        last_event = max((observed.first_seen.get(i, 0.0) for i in distinct), default=first_sent)
-        latencies = [
-            1000 * (observed.first_seen[i] - sent_at[i])
-            for i in workload.expected
-            if i in observed.first_seen
-        ]
+        seconds, latencies = timing(
+            sent_at, observed, [message.command_id for message in workload.changes]
+        )
         progress("checking the run")
         verdict = verify(database_url, workload, observed)
         ceiling = None
@@ -206,7 +207,7 @@ def run_bench(
             options=options,
             messages=len(workload.changes),
             distinct_commands=workload.distinct_changes,
-            seconds=last_event - first_sent,
+            seconds=seconds,
             latencies_ms=latencies,
             workers=usage,
             observed=observed,
@@ -216,35 +217,8 @@ def run_bench(
             database=str(params["dbname"]),
             ceiling=ceiling,
             settings={"batch_size": settings.batch_size, "batch_wait_ms": settings.batch_wait_ms},
+            servers=servers,
         )
-
-
-def _publish_and_observe(
-    settings: Settings,
-    topology: Topology,
-    workdir: Path,
-    messages: list[PlannedMessage],
-    *,
-    rate: float | None,
-    observer: EventObserver,
-    observed: Observed,
-) -> tuple[dict[str, float], int]:
-    plan, report = workdir / "plan.jsonl", workdir / "sent.json"
-    write_plan(plan, messages)
-    load = subprocess.Popen(
-        [sys.executable, "-m", "worker.bench.load", settings.amqp_url,
-         topology.commands_exchange, str(plan), str(report), str(rate or 0)],
-    )  # fmt: skip
-    try:
-        complete = observer.collect(observed, {m.command_id for m in messages}, STALL_SECONDS)
-    finally:
-        if load.wait(timeout=STALL_SECONDS) != 0:
-            raise RuntimeError(f"the load generator failed with exit status {load.returncode}")
-    if not complete:
-        missing = len({m.command_id for m in messages} - observed.first_seen.keys())
-        raise RuntimeError(f"no event arrived for {STALL_SECONDS:g}s; {missing} still missing")
-    sent = json.loads(report.read_text(encoding="utf-8"))
-    return sent["sent_at"], sent["nacked"]
 
 
 def _start_workers(settings: Settings, workdir: Path) -> dict[str, subprocess.Popen[bytes]]:
@@ -267,33 +241,8 @@ def _start_workers(settings: Settings, workdir: Path) -> dict[str, subprocess.Po
     return workers
 
 
-def _cpu_seconds(process: subprocess.Popen[bytes]) -> float:
-    times = psutil.Process(process.pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def _stop_workers(workers: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
-    """Stop each worker; return its peak resident memory in MB, as the kernel counted it."""
-    peaks = {name: _peak_rss_mb(process.pid) for name, process in workers.items()}
-    for process in workers.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in workers.values():
-        process.wait(timeout=60)
-    return peaks
-
-
-def _peak_rss_mb(pid: int) -> float:
-    """VmHWM of a running process (Linux): its high-water mark since it started the worker."""
-    with suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 @contextmanager
-def _scratch(settings: Settings, topology: Topology, keep: bool) -> Iterator[Path]:
+def scratch(settings: Settings, topology: Topology, keep: bool) -> Iterator[Path]:
     """A folder for plans and worker logs; it, the database and the topology go after.
 
     With `keep`, all three stay for inspection.
@@ -325,3 +274,12 @@ def _drop(settings: Settings, topology: Topology) -> None:
 
 def _extra_queues(topology: Topology) -> list[str]:
     return [f"{topology.namespace}.ceiling"]
+
+
+def cpu_per_command(
+    processes: dict[str, float], servers: dict[str, float], messages: int
+) -> dict[str, float]:
+    """Microseconds of CPU per command message: each process, each server, and their total."""
+    spent = {**processes, **servers}
+    per_command = {name: round(1e6 * seconds / messages, 1) for name, seconds in spent.items()}
+    return {**per_command, "total": round(1e6 * sum(spent.values()) / messages, 1)}

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import psutil
 
+from worker.bench import server_cpu
 from worker.bench.load import write_plan
 from worker.bench.observer import EventObserver, Observed
 from worker.bench.workload import PlannedMessage
+from worker.config import Settings
+from worker.messaging.topology import Topology
 
 STALL_SECONDS = 60.0
 """A run in which no event arrives for this long has failed."""
@@ -100,3 +103,43 @@ def quantile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class MeasuredLoad:
+    """What publishing the status changes cost: when each was sent, and everyone's CPU."""
+
+    sent_at: dict[str, float]
+    nacked: int
+    usage: dict[str, WorkerUsage]
+    servers: dict[str, float]
+
+
+def publish_measured(
+    settings: Settings,
+    topology: Topology,
+    workdir: Path,
+    messages: list[PlannedMessage],
+    *,
+    rate: float | None,
+    processes: dict[str, subprocess.Popen[bytes]],
+    observer: EventObserver,
+    observed: Observed,
+    databases: list[str],
+) -> MeasuredLoad:
+    """Publish `messages` and wait for their events, measuring the CPU of `processes`
+    and of the servers (the broker, and PostgreSQL's backends of `databases`) meanwhile."""
+    before = {name: cpu_seconds(process) for name, process in processes.items()}
+    servers_before = server_cpu.snapshot(settings.database_url, databases)
+    sent_at, nacked = publish_and_observe(
+        settings.amqp_url, topology.commands_exchange, workdir, messages,
+        rate=rate, observer=observer, observed=observed,
+    )  # fmt: skip
+    usage = {
+        name: WorkerUsage(cpu_seconds=cpu_seconds(process) - before[name])
+        for name, process in processes.items()
+    }
+    servers = server_cpu.used_between(
+        servers_before, server_cpu.snapshot(settings.database_url, databases)
+    )
+    return MeasuredLoad(sent_at, nacked, usage, servers)

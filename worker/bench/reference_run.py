@@ -21,25 +21,25 @@ from typing import Any
 
 import pika
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from worker.bench import server_cpu
 from worker.bench.observer import EventObserver, Observed
 from worker.bench.processes import (
     WorkerUsage,
-    cpu_seconds,
-    publish_and_observe,
+    publish_measured,
     quantile,
     stop_processes,
     timing,
 )
 from worker.bench.reference_db import insert_orders
-from worker.bench.run import BenchOptions, cpu_per_command, scratch
-from worker.bench.workload import plan_workload
+from worker.bench.run import (
+    BenchOptions,
+    cpu_per_command,
+    database_name,
+    isolated,
+    prepare,
+    scratch,
+)
 from worker.config import Settings
-from worker.db.migrate import migrate
-from worker.db.workflow_store import load_workflow
-from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
 
 DRAIN_PREFETCH = 1000
@@ -105,29 +105,14 @@ def run_reference(
     progress: Callable[[str], None],
 ) -> ReferenceResult:
     run_id = uuid.uuid4().hex[:8]
-    namespace = f"bench-ref-{run_id}"
-    params = conninfo_to_dict(settings.database_url)
-    params["dbname"] = f"orders_bench_ref_{run_id}"
-    database_url = make_conninfo(**{k: str(v) for k, v in params.items()})
-    run_settings = settings.model_copy(
-        update={"namespace": namespace, "database_url": database_url}
-    )
+    run_settings = isolated(settings, f"bench-ref-{run_id}", f"orders_bench_ref_{run_id}")
+    namespace = run_settings.namespace
+    database_url = run_settings.database_url
     topology = Topology.for_settings(run_settings)
     label = "reference with database" if with_database else "reference without database"
     with scratch(run_settings, topology, options.keep) as workdir:
-        progress(f"{label}: database {params['dbname']}, namespace {namespace}")
-        migrate(database_url, settings.migrations_dir)
-        connect_declared(run_settings, "bench", topology).release()
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            workflow = load_workflow(connection)
-        workload = plan_workload(
-            workflow,
-            orders=options.orders,
-            commands=options.commands,
-            duplicates=options.duplicates,
-            invalid=options.invalid,
-            prefix=f"R{run_id}",
-        )
+        progress(f"{label}: database {database_name(run_settings)}, namespace {namespace}")
+        workflow, workload = prepare(run_settings, topology, options, prefix=f"R{run_id}")
         if with_database:
             insert_orders(database_url, list(workload.final_status), workflow.initial)
         observer = EventObserver(
@@ -135,29 +120,22 @@ def run_reference(
         )
         processes = _start(settings.amqp_url, topology, batch_size, workdir,
                            database_url if with_database else None)  # fmt: skip
-        databases = [str(params["dbname"])]
+        databases = [database_name(run_settings)]
         try:
             _wait_until_consuming(
                 settings.amqp_url, [topology.status_worker_queue, topology.rules_queue], processes
             )
-            before = {name: cpu_seconds(process) for name, process in processes.items()}
-            servers_before = server_cpu.snapshot(settings.database_url, databases)
             progress(
                 f"{label}: publishing {len(workload.changes)} status changes"
                 + (f" at {options.rate:g}/s" if options.rate else "")
             )
             observed = Observed()
-            sent_at, nacked = publish_and_observe(
-                settings.amqp_url, topology.commands_exchange, workdir, workload.changes,
-                rate=options.rate, observer=observer, observed=observed,
+            load = publish_measured(
+                settings, topology, workdir, workload.changes,
+                rate=options.rate, processes=processes, observer=observer,
+                observed=observed, databases=databases,
             )  # fmt: skip
-            usage = {
-                name: WorkerUsage(cpu_seconds=cpu_seconds(process) - before[name])
-                for name, process in processes.items()
-            }
-            servers = server_cpu.used_between(
-                servers_before, server_cpu.snapshot(settings.database_url, databases)
-            )
+            sent_at, nacked, usage, servers = load.sent_at, load.nacked, load.usage, load.servers
         finally:
             peaks = stop_processes(processes)
             observer.close()
@@ -181,7 +159,7 @@ def run_reference(
             nacked=nacked,
             problems=problems,
             namespace=namespace,
-            database=str(params["dbname"]),
+            database=database_name(run_settings),
         )
 
 

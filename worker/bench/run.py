@@ -22,22 +22,22 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from worker.bench import server_cpu
 from worker.bench.ceiling import Ceiling, measure_ceiling
 from worker.bench.observer import EventObserver, Observed
 from worker.bench.processes import (
     WorkerUsage,
-    cpu_seconds,
     publish_and_observe,
+    publish_measured,
     quantile,
     stop_processes,
     timing,
 )
 from worker.bench.verify import Verdict, verify
-from worker.bench.workload import plan_workload
+from worker.bench.workload import Workload, plan_workload
 from worker.config import Settings
 from worker.db.migrate import migrate
 from worker.db.workflow_store import load_workflow
+from worker.domain.workflow import Workflow
 from worker.messaging.broker import connect_declared
 from worker.messaging.topology import Topology
 from worker.runner import WORKERS
@@ -132,32 +132,51 @@ class BenchResult:
         }
 
 
+def isolated(settings: Settings, namespace: str, database: str) -> Settings:
+    """`settings` for a run of its own: its namespace, and its database on the same server."""
+    params = conninfo_to_dict(settings.database_url)
+    params["dbname"] = database
+    database_url = make_conninfo(**{k: str(v) for k, v in params.items()})
+    return settings.model_copy(update={"namespace": namespace, "database_url": database_url})
+
+
+def database_name(settings: Settings) -> str:
+    return str(conninfo_to_dict(settings.database_url)["dbname"])
+
+
+def prepare(
+    settings: Settings, topology: Topology, options: BenchOptions, *, prefix: str
+) -> tuple[Workflow, Workload]:
+    """Migrate the run's database, declare its topology, and plan its workload."""
+    migrate(settings.database_url, settings.migrations_dir)
+    connect_declared(settings, "bench", topology).release()
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        workflow = load_workflow(connection)
+    workload = plan_workload(
+        workflow,
+        orders=options.orders,
+        commands=options.commands,
+        duplicates=options.duplicates,
+        invalid=options.invalid,
+        prefix=prefix,
+    )
+    return workflow, workload
+
+
 def run_bench(
     settings: Settings, options: BenchOptions, progress: Callable[[str], None]
 ) -> BenchResult:
     run_id = uuid.uuid4().hex[:8]
-    namespace = f"bench-{run_id}"
-    params = conninfo_to_dict(settings.database_url)
-    params["dbname"] = f"orders_bench_{run_id}"
-    database_url = make_conninfo(**{k: str(v) for k, v in params.items()})
-    bench_settings = settings.model_copy(
-        update={"namespace": namespace, "database_url": database_url}
-    )
+    bench_settings = isolated(settings, f"bench-{run_id}", f"orders_bench_{run_id}")
     topology = Topology.for_settings(bench_settings)
     with scratch(bench_settings, topology, options.keep) as workdir:
-        progress(f"database {params['dbname']}, namespace {namespace}, worker logs in {workdir}")
-        migrate(database_url, settings.migrations_dir)
-        connect_declared(bench_settings, "bench", topology).release()
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            workflow = load_workflow(connection)
-        workload = plan_workload(
-            workflow,
-            orders=options.orders,
-            commands=options.commands,
-            duplicates=options.duplicates,
-            invalid=options.invalid,
-            prefix=f"B{run_id}",
+        progress(
+            f"database {database_name(bench_settings)}, namespace {bench_settings.namespace}, "
+            f"worker logs in {workdir}"
         )
+        _, workload = prepare(bench_settings, topology, options, prefix=f"B{run_id}")
+        namespace, database_url = bench_settings.namespace, bench_settings.database_url
+        database = database_name(bench_settings)
         observer = EventObserver(
             settings.amqp_url, topology.events_exchange, f"{namespace}.bench-events"
         )
@@ -169,24 +188,16 @@ def run_bench(
                 settings.amqp_url, topology.commands_exchange, workdir, workload.registrations,
                 rate=None, observer=observer, observed=observed,
             )  # fmt: skip
-            cpu_before = {name: cpu_seconds(proc) for name, proc in workers.items()}
-            servers_before = server_cpu.snapshot(settings.database_url, [str(params["dbname"])])
             progress(
                 f"publishing {len(workload.changes)} status changes"
                 + (f" at {options.rate:g}/s" if options.rate else "")
             )
-            sent_at, nacked = publish_and_observe(
-                settings.amqp_url, topology.commands_exchange, workdir, workload.changes,
-                rate=options.rate, observer=observer, observed=observed,
+            load = publish_measured(
+                settings, topology, workdir, workload.changes,
+                rate=options.rate, processes=workers, observer=observer,
+                observed=observed, databases=[database],
             )  # fmt: skip
-            usage = {
-                name: WorkerUsage(cpu_seconds=cpu_seconds(proc) - cpu_before[name])
-                for name, proc in workers.items()
-            }
-            servers = server_cpu.used_between(
-                servers_before,
-                server_cpu.snapshot(settings.database_url, [str(params["dbname"])]),
-            )
+            sent_at, nacked, usage, servers = load.sent_at, load.nacked, load.usage, load.servers
         finally:
             peaks = stop_processes(workers)
             observer.close()
@@ -214,7 +225,7 @@ def run_bench(
             verdict=verdict,
             nacked=nacked,
             namespace=namespace,
-            database=str(params["dbname"]),
+            database=database,
             ceiling=ceiling,
             settings={"batch_size": settings.batch_size, "batch_wait_ms": settings.batch_wait_ms},
             servers=servers,

@@ -232,9 +232,7 @@ class AttemptRunner:
             self._patience.judge(error)  # says it once; raises GaveUp when patience runs out
             return
         holding = f"; holding {size} messages" if size else ""
-        level = logging.INFO if isinstance(error, Contention) else logging.WARNING
-        log.log(
-            level,
+        log.warning(
             "%s; trying again in %.1fs%s",
             error,
             seconds,

@@ -2,12 +2,12 @@
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from worker.errors import Unavailable
 from worker.kernel.delivery import OutgoingMessage
-from worker.messaging.errors import translated
+from worker.messaging.errors import DRIVER_ERRORS, translate, translated
 
 PERSISTENT = 2
 
@@ -91,13 +91,15 @@ class ConfirmedPublisher:
             headers=dict(message.headers),
             properties={k: v for k, v in message_properties.items() if v is not None},
         )
-        with translated():
+        try:  # not `with translated()`: this runs for every event the relay sends
             self._channel.basic_publish(
                 prepared,
                 exchange=message.exchange,
                 routing_key=message.routing_key,
                 mandatory=mandatory,
             )
+        except DRIVER_ERRORS as error:
+            raise translate(error) from error
         tag = self._next_tag
         self._unconfirmed.add(tag)
         self._next_tag += 1
@@ -151,8 +153,12 @@ class ConfirmedPublisher:
 
     def poll(self, timeout: float) -> None:
         """Read what the broker has sent (confirms among it) for up to `timeout` seconds."""
-        with suppress(TimeoutError), translated():
+        try:
             self._connection.drain_events(timeout=timeout)
+        except TimeoutError:
+            return
+        except DRIVER_ERRORS as error:
+            raise translate(error) from error
 
     def settled_prefix(self, tags: list[int]) -> tuple[int, bool]:
         """How many of `tags`, in order, the broker has taken; and whether the next was refused.

@@ -40,7 +40,7 @@ pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The fault suite: every scenario of tests/faults at full size (a quick form of a few runs in
-# `make test`). Some faults touch the shared broker; they take /tmp/cpu.lock themselves.
+# `make test`). Some faults touch the shared broker; they take a lock of their own, so two runs never do it at once.
 test-faults: install  ## Kill, cut, stall and overload the workers; check no command is lost
 	$(BIN)/pytest tests/faults -m "not soak" $(PYTEST_ARGS)
 

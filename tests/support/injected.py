@@ -2,11 +2,13 @@
 
 Closing one of our own connections or sessions touches only the test. Raising a
 memory alarm or restarting RabbitMQ touches everyone on the machine: those run
-only while holding the machine's CPU lock, and always put things back.
+only while holding the shared-broker lock, and always put things back.
 """
 
 import fcntl
+import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,17 +18,20 @@ import psutil
 import psycopg
 from psycopg import sql
 
-CPU_LOCK = Path("/tmp/cpu.lock")  # noqa: S108  the machine's agreed lock for heavy runs
+BROKER_LOCK = Path(tempfile.gettempdir()) / "order-status-shared-broker.lock"
+"""Held while a fault changes the whole broker (an alarm, a restart), so that two test runs
+on one machine never do it at once; `ORDERS_TEST_BROKER_LOCK` names another file."""
 LOCK_WAIT_SECONDS = 600
 
 
 @contextmanager
-def cpu_lock() -> Iterator[None]:
-    """Hold the machine's CPU lock, unless a process this one runs under holds it already."""
+def broker_lock() -> Iterator[None]:
+    """Hold the shared-broker lock, unless a process this one runs under holds it already."""
     if _held_by_an_ancestor():
         yield
         return
-    with CPU_LOCK.open("a") as handle:
+    lock = _lock_path()
+    with lock.open("a") as handle:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -34,7 +39,7 @@ def cpu_lock() -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{CPU_LOCK} stayed locked {LOCK_WAIT_SECONDS}s") from None
+                    raise TimeoutError(f"{lock} stayed locked {LOCK_WAIT_SECONDS}s") from None
                 time.sleep(0.5)
         try:
             yield
@@ -42,11 +47,16 @@ def cpu_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _lock_path() -> Path:
+    return Path(os.environ.get("ORDERS_TEST_BROKER_LOCK") or BROKER_LOCK)
+
+
 def _held_by_an_ancestor() -> bool:
-    """Whether `flock /tmp/cpu.lock ...` started the command this process runs under."""
+    """Whether `flock LOCK ...` started the command this process runs under."""
+    lock = _lock_path()
     for process in [psutil.Process(), *psutil.Process().parents()]:
         try:
-            if any(Path(f.path) == CPU_LOCK for f in process.open_files()):
+            if any(Path(f.path) == lock for f in process.open_files()):
                 return True
         except psutil.Error:
             continue
@@ -89,7 +99,7 @@ def memory_watermark() -> str:
 @contextmanager
 def memory_alarm() -> Iterator[None]:
     """Raise the broker's memory alarm (publishers blocked); put the watermark back after."""
-    with cpu_lock():
+    with broker_lock():
         before = memory_watermark()
         try:
             rabbitmqctl("set_vm_memory_high_watermark", "0.0000001")
@@ -101,7 +111,7 @@ def memory_alarm() -> Iterator[None]:
 @contextmanager
 def broker_stopped() -> Iterator[None]:
     """Stop the RabbitMQ application, and start it again on leaving."""
-    with cpu_lock():
+    with broker_lock():
         try:
             rabbitmqctl("stop_app", timeout=120)
             yield

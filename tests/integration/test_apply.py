@@ -23,13 +23,6 @@ from worker.errors import Unavailable
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
-@pytest.fixture
-def worker_conn(database_url: str) -> Any:
-    """The status worker's kind of connection: not autocommit, one transaction per batch."""
-    with psycopg.connect(database_url) as conn:
-        yield conn
-
-
 def apply(conn: Conn, *commands: Any, correlation_id: str | None = None) -> list[ApplyResult]:
     batch = [IncomingCommand(command, correlation_id=correlation_id) for command in commands]
     return apply_commands(conn, load_workflow(conn), batch)

@@ -4,19 +4,18 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import uuid4
 
 import psycopg
-import pytest
 
-from contracts import Customer, OrderCreated
 from tests.support.commands import create_order, order_number
+from tests.support.rule_events import created_event as rule_event
+from tests.support.rule_events import record as record_with
 from worker.db.apply import apply_commands
 from worker.db.rules_store import find_stays, record_verdicts
 from worker.db.workflow_store import load_workflow
 from worker.domain.incoming import IncomingCommand
-from worker.rules.engine import judge, judge_rule, stay_id
-from worker.rules.facts import TriggerEvent, from_order_created, from_stay
+from worker.rules.engine import judge_rule, stay_id
+from worker.rules.facts import TriggerEvent, from_stay
 from worker.rules.loading import parse_rules
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -38,34 +37,12 @@ rules:
 )
 
 
-@pytest.fixture
-def worker_conn(database_url: str) -> Any:
-    """The rules worker's kind of connection: not autocommit."""
-    with psycopg.connect(database_url) as conn:
-        yield conn
-
-
 def created_event(number: str) -> TriggerEvent:
-    return from_order_created(
-        OrderCreated(
-            event_id=uuid4(),
-            command_id=uuid4(),
-            order_number=number,
-            status="pending",
-            version=1,
-            customer=Customer(id="C-9", name="Acme", type="enterprise"),
-            amount=Decimal("500"),
-            currency="CNY",
-            order_date=datetime(2026, 11, 20, tzinfo=UTC).date(),
-            actor="erp",
-            created_at=datetime.now(UTC),
-        )
-    )
+    return rule_event(number, amount="500", customer_id="C-9")
 
 
 def record(conn: Conn, event: TriggerEvent) -> int:
-    now = datetime.now(UTC)
-    return record_verdicts(conn, event, judge(RULES, event, 5, now), load_workflow(conn), now)
+    return record_with(conn, RULES, event)
 
 
 def test_a_rule_the_database_refuses_is_failed_and_the_others_are_kept(

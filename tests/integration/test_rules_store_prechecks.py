@@ -1,21 +1,19 @@
 """The rules store plans against the order as it is in PostgreSQL, and writes what it planned."""
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
-from uuid import uuid4
 
 import psycopg
-import pytest
 
-from contracts import Customer, OrderCreated
 from tests.support.commands import change_status, create_order, order_number
+from tests.support.rule_events import created_event as rule_event
+from tests.support.rule_events import record as record_with
 from worker.db.apply import apply_commands
 from worker.db.rules_store import record_verdicts
 from worker.db.workflow_store import load_workflow
 from worker.domain.incoming import IncomingCommand
 from worker.rules.engine import action_id, judge
-from worker.rules.facts import TriggerEvent, from_order_created
+from worker.rules.facts import TriggerEvent
 from worker.rules.loading import parse_rules
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -39,13 +37,6 @@ FROM rule_actions a WHERE a.event_id = %s ORDER BY a.rule_name
 SENT = "SELECT event_id, exchange, message_type FROM outbox WHERE command_id = %s"
 
 
-@pytest.fixture
-def worker_conn(database_url: str) -> Any:
-    """The rules worker's kind of connection: not autocommit."""
-    with psycopg.connect(database_url) as conn:
-        yield conn
-
-
 def registered(conn: Conn) -> TriggerEvent:
     number = order_number()
     apply_commands(conn, load_workflow(conn), [IncomingCommand(create_order(number))])
@@ -53,26 +44,11 @@ def registered(conn: Conn) -> TriggerEvent:
 
 
 def created_event(number: str) -> TriggerEvent:
-    return from_order_created(
-        OrderCreated(
-            event_id=uuid4(),
-            command_id=uuid4(),
-            order_number=number,
-            status="pending",
-            version=1,
-            customer=Customer(id="C-1", name="Acme", type="enterprise"),
-            amount=Decimal("1200.50"),
-            currency="CNY",
-            order_date=datetime(2026, 11, 20, tzinfo=UTC).date(),
-            actor="erp",
-            created_at=datetime.now(UTC),
-        )
-    )
+    return rule_event(number, amount="1200.50", customer_id="C-1")
 
 
 def record(conn: Conn, event: TriggerEvent) -> int:
-    now = datetime.now(UTC)
-    return record_verdicts(conn, event, judge(RULES, event, 5, now), load_workflow(conn), now)
+    return record_with(conn, RULES, event)
 
 
 def test_a_move_is_sent_and_a_move_to_the_current_status_is_skipped(
